@@ -1,0 +1,3 @@
+from extpack.cli import main
+
+main()

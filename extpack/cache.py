@@ -1,0 +1,113 @@
+"""Step 4: a content-addressed store of verified layer zips.
+
+Blobs live at `blobs/sha256/<hex>` and only ever appear by an atomic rename of a file
+whose hash was checked, so concurrent fetches sharing one cache cannot see a partial blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HASH_CHUNK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("EXTPACK_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("extpack", appauthor=False))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedBlob:
+    sha256: str
+    path: Path
+    size: int
+    last_used: float
+
+
+class Cache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs" / "sha256"
+        self.tmp_dir = root / "tmp"
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blob_dir / sha256
+
+    def lookup(self, sha256: str) -> Path | None:
+        path = self.blob_path(sha256)
+        return path if path.is_file() else None
+
+    def new_temp(self) -> tuple[int, Path]:
+        """An open temporary file on the cache's filesystem, for a download in progress."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="download-", suffix=".part", dir=self.tmp_dir)
+        return fd, Path(name)
+
+    def commit(self, temp_path: Path, sha256: str) -> Path:
+        """Move a verified download into place; a concurrent writer of the same blob is harmless."""
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        final = self.blob_path(sha256)
+        os.chmod(temp_path, 0o644)
+        os.replace(temp_path, final)
+        return final
+
+    def touch(self, sha256: str) -> None:
+        """Record a use, so `cache prune --older-than` keeps what builds still need."""
+        try:
+            os.utime(self.blob_path(sha256))
+        except OSError:
+            pass
+
+    def evict(self, sha256: str) -> None:
+        try:
+            os.unlink(self.blob_path(sha256))
+        except FileNotFoundError:
+            pass
+
+    def blobs(self) -> Iterator[CachedBlob]:
+        if not self.blob_dir.is_dir():
+            return
+        for entry in sorted(os.scandir(self.blob_dir), key=lambda e: e.name):
+            if entry.is_file(follow_symlinks=False):
+                stat = entry.stat(follow_symlinks=False)
+                yield CachedBlob(entry.name, Path(entry.path), stat.st_size, stat.st_mtime)
+
+    def prune(self, *, older_than_days: float | None = None) -> list[CachedBlob]:
+        """Remove blobs (all, or those unused for N days) and stale temporary files."""
+        cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
+        removed = []
+        for blob in list(self.blobs()):
+            if cutoff is None or blob.last_used < cutoff:
+                self.evict(blob.sha256)
+                removed.append(blob)
+        self._remove_stale_temps()
+        return removed
+
+    def _remove_stale_temps(self) -> None:
+        # A temp file untouched for a day belongs to a fetch that was killed, not one running.
+        if not self.tmp_dir.is_dir():
+            return
+        for entry in os.scandir(self.tmp_dir):
+            if time.time() - entry.stat(follow_symlinks=False).st_mtime > 86400:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass

@@ -1,0 +1,116 @@
+"""Project configuration: `extpack.toml`, or `[tool.extpack]` in `pyproject.toml`.
+
+Command-line flags win over config, config over defaults. Unknown keys and wrong types
+are usage errors that name the key and the file.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from extpack.exceptions import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+CONFIG_FILE = "extpack.toml"
+PYPROJECT = "pyproject.toml"
+
+# key -> (python type, description) ; paths are resolved against the config file's folder.
+KEYS: dict[str, type] = {
+    "layers": list,
+    "stage-dir": str,
+    "lock": str,
+    "arch": str,
+    "region": str,
+    "profile": str,
+    "endpoint-url": str,
+    "jobs": int,
+    "cache-dir": str,
+    "max-layer-size": str,
+    "base": str,
+    "template": str,
+    "output": str,
+    "platform": str,
+}
+PATH_KEYS = {"stage-dir", "lock", "cache-dir", "output"}
+
+
+@dataclass
+class Config:
+    path: Path | None = None
+    values: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path(".")
+
+    def get(self, key: str, default=None):
+        value = self.values.get(key, default)
+        if key in PATH_KEYS and isinstance(value, str) and key in self.values:
+            return self.base_dir / value
+        return value
+
+
+def load_config(explicit: Path | None = None, cwd: Path | None = None) -> Config:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise UsageError(f"config file {explicit} does not exist")
+        table = _read(explicit, pyproject=explicit.name == PYPROJECT)
+        return Config(explicit, _validate(table, explicit))
+    cwd = cwd or Path(".")
+    candidate = cwd / CONFIG_FILE
+    if candidate.is_file():
+        return Config(candidate, _validate(_read(candidate, pyproject=False), candidate))
+    pyproject = cwd / PYPROJECT
+    if pyproject.is_file():
+        table = _read(pyproject, pyproject=True)
+        if table:
+            return Config(pyproject, _validate(table, pyproject))
+    return Config()
+
+
+def _read(path: Path, *, pyproject: bool) -> dict:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    if pyproject:
+        return data.get("tool", {}).get("extpack", {})
+    return data.get("extpack", data) if set(data) == {"extpack"} else data
+
+
+def _validate(table: dict, path: Path) -> dict:
+    where = f"[tool.extpack] in {path}" if path.name == PYPROJECT else str(path)
+    for key, value in table.items():
+        expected = KEYS.get(key)
+        if expected is None:
+            raise UsageError(f"unknown key {key!r} in {where}: known keys are {', '.join(sorted(KEYS))}")
+        if key == "max-layer-size" and isinstance(value, int):
+            continue
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise UsageError(f"key {key!r} in {where} must be a {expected.__name__}, not {type(value).__name__}")
+        if key == "layers" and not all(isinstance(item, str) for item in value):
+            raise UsageError(f"key 'layers' in {where} must be a list of strings (ARNs, .zip paths or URLs)")
+    return dict(table)
+
+
+def parse_size(text: str | int) -> int:
+    """'250MB', '1.5GiB', '1048576' → bytes. MB means 2**20 here, as in Lambda's own limits."""
+    if isinstance(text, int):
+        return text
+    units = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+    cleaned = text.strip().upper().replace(" ", "")
+    number = cleaned.rstrip("KMGIB")
+    unit = cleaned[len(number):].replace("IB", "").replace("B", "") or ""
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"bad size {text!r}: use e.g. 250MB, 300MiB or a number of bytes") from None
+    if unit not in units or value <= 0:
+        raise UsageError(f"bad size {text!r}: use e.g. 250MB, 300MiB or a number of bytes")
+    return int(value * units[unit])

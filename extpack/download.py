@@ -1,0 +1,151 @@
+"""Step 3: stream a layer zip to disk, checking size and sha256 as it arrives.
+
+The URL is usually presigned, i.e. a credential: it is never put in a message. Errors
+name the host only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from extpack.exceptions import DownloadError
+
+CHUNK = 1 << 20
+ATTEMPTS = 5
+
+
+def _float_env(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the bytes must be; unknown for a plain URL source that is not locked yet."""
+
+    sha256: str | None
+    size: int | None
+    max_size: int
+
+
+class _Retry(Exception):
+    """A transient failure: try again after a backoff."""
+
+
+class _Expired(Exception):
+    """A 403 from an expired presigned URL: ask the API for a fresh one."""
+
+
+def download(
+    url: str,
+    fd: int,
+    expected: Expected,
+    *,
+    layer: str,
+    refresh_url: Callable[[], str] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> str:
+    """Write the body of `url` to `fd` (from offset 0) and return its sha256 hex.
+
+    Retries connection errors, truncation, 5xx and 429 with exponential backoff; a 403
+    is answered once by a fresh URL from `refresh_url`.
+    """
+    import requests
+
+    backoff = _float_env("EXTPACK_RETRY_BACKOFF", 0.5)
+    timeout = (10.0, _float_env("EXTPACK_HTTP_TIMEOUT", 60.0))
+    host = urlsplit(url).hostname or "?"
+    refreshed = False
+    last_problem = "no attempt made"
+    with requests.Session() as session:
+        session.trust_env = True
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(min(backoff * 2 ** (attempt - 1), 8.0))
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            try:
+                return _fetch_once(session, url, fd, expected, timeout, layer, on_progress)
+            except _Expired:
+                if refresh_url is None or refreshed:
+                    raise DownloadError(
+                        f"download refused by {host} (HTTP 403): the URL has expired or access is denied; run again",
+                        layer=layer,
+                    ) from None
+                refreshed = True
+                url = refresh_url()
+            except _Retry as problem:
+                last_problem = str(problem)
+            except requests.exceptions.ConnectionError as exc:
+                # str(exc) would carry the URL, so describe it instead.
+                last_problem = _describe_connection_error(exc, host)
+            except requests.exceptions.ChunkedEncodingError:
+                last_problem = f"connection to {host} dropped mid-download"
+            except requests.exceptions.Timeout:
+                last_problem = f"{host} stopped sending data (timed out)"
+            except requests.exceptions.RequestException as exc:
+                last_problem = f"{type(exc).__name__} talking to {host}"
+    raise DownloadError(f"download failed after {ATTEMPTS} attempts: {last_problem}; check the network and run again",
+                        layer=layer)
+
+
+def _fetch_once(session, url, fd, expected: Expected, timeout, layer, on_progress) -> str:
+    with session.get(url, stream=True, timeout=timeout, allow_redirects=True) as response:
+        status = response.status_code
+        host = urlsplit(url).hostname
+        if status == 403:
+            raise _Expired()
+        if status == 429 or status >= 500:
+            raise _Retry(f"{host} answered HTTP {status}")
+        if status != 200:
+            raise DownloadError(f"download failed: {host} answered HTTP {status}", layer=layer)
+        limit = expected.size if expected.size is not None else expected.max_size
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise DownloadError(
+                f"the server offers {int(declared)} bytes but the layer is {limit} bytes at most: refusing it",
+                layer=layer,
+            )
+        digest = hashlib.sha256()
+        received = 0
+        for chunk in response.iter_content(CHUNK):
+            received += len(chunk)
+            if received > limit:
+                raise DownloadError(f"the server sent more than the expected {limit} bytes: refusing it", layer=layer)
+            digest.update(chunk)
+            _write_all(fd, chunk)
+            if on_progress:
+                on_progress(len(chunk))
+    if expected.size is not None and received != expected.size:
+        raise _Retry(f"the download was truncated ({received} of {expected.size} bytes)")
+    sha = digest.hexdigest()
+    if expected.sha256 is not None and sha != expected.sha256:
+        raise _Retry(f"checksum mismatch (got sha256 {sha[:12]}…, expected {expected.sha256[:12]}…)")
+    return sha
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _describe_connection_error(exc: Exception, host: str) -> str:
+    text = repr(exc)
+    if "Read timed out" in text or "ReadTimeout" in text:
+        return f"{host} stopped sending data (timed out)"
+    if "Connection refused" in text:
+        return f"connection to {host} refused"
+    if "Name or service not known" in text or "Failed to resolve" in text or "NameResolutionError" in text:
+        return f"cannot resolve host {host}"
+    if "IncompleteRead" in text or "ProtocolError" in text or "RemoteDisconnected" in text:
+        return f"connection to {host} dropped mid-download"
+    return f"connection to {host} failed"

@@ -1,0 +1,314 @@
+"""The `fetch` command: sources → resolve → download → cache → unpack → stage.
+
+Layers are obtained in parallel (resolve, cache lookup, download) and unpacked in the
+order given as soon as each is ready, so downloading overlaps unpacking.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from extpack import stage as staging
+from extpack.cache import Cache, sha256_file
+from extpack.download import Expected, download
+from extpack.exceptions import DownloadError, DriftError, UsageError
+from extpack.lock import Lock, LockedLayer, read_lock
+from extpack.resolve import LambdaResolver
+from extpack.source import Source, parse_source
+from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, StageTree
+
+ARCHITECTURES = ("x86_64", "arm64")
+DEFAULT_JOBS = 4
+
+
+class Progress:
+    """What fetch tells the user while it works; the CLI supplies a terminal-aware one."""
+
+    def layer_started(self, index: int, name: str, total: int | None) -> None: ...
+
+    def advance(self, index: int, amount: int) -> None: ...
+
+    def layer_done(self, index: int) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+
+@dataclass
+class FetchOptions:
+    sources: list[str]
+    stage_dir: Path = Path(".extpack")
+    lock_path: Path = Path("extpack.lock")
+    frozen: bool = False
+    arch: str = "x86_64"
+    profile: str | None = None
+    endpoint_url: str | None = None
+    jobs: int = DEFAULT_JOBS
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    max_layer_size: int = DEFAULT_MAX_LAYER_SIZE
+    base_dir: Path = Path(".")
+
+
+@dataclass
+class LayerSummary:
+    index: int
+    locked: LockedLayer
+    display: str
+    files: int = 0
+    unzipped_size: int = 0
+    from_cache: bool = False
+
+
+@dataclass
+class FetchResult:
+    stage_dir: Path
+    lock_path: Path
+    arch: str
+    layers: list[LayerSummary]
+    overrides: list[tuple[str, int, int]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    files: int = 0
+    total_size: int = 0
+    unchanged: bool = False
+    lock_changed: bool = False
+
+
+@dataclass
+class _Obtained:
+    locked: LockedLayer
+    blob: Path
+    from_cache: bool
+    temporary: bool
+
+
+class Fetcher:
+    def __init__(self, options: FetchOptions, progress: Progress | None = None) -> None:
+        if options.arch not in ARCHITECTURES:
+            raise UsageError(f"unknown --arch {options.arch!r}: use x86_64 or arm64")
+        if options.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
+        self.options = options
+        self.progress = progress or Progress()
+        self.cache = Cache(options.cache_dir) if options.use_cache and options.cache_dir else None
+        self.resolver = LambdaResolver(profile=options.profile, endpoint_url=options.endpoint_url)
+        self._cancelled = threading.Event()
+        self._scratch: Path | None = None
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def run(self) -> FetchResult:
+        options = self.options
+        sources = [parse_source(text, base_dir=options.base_dir) for text in options.sources]
+        if not sources:
+            raise UsageError("no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
+                             "'layers' in extpack.toml")
+        lock = read_lock(options.lock_path)
+        if options.frozen:
+            pins = self._frozen_pins(sources, lock)
+        else:
+            usable = lock if lock is not None and lock.arch == options.arch else None
+            pins = [usable.find(s.text) if usable else None for s in sources]
+
+        fast = self._unchanged_result(sources, pins, lock)
+        if fast is not None:
+            return fast
+        return self._build(sources, pins, lock)
+
+    def _frozen_pins(self, sources: list[Source], lock: Lock | None) -> list[LockedLayer]:
+        if lock is None:
+            raise DriftError(f"--frozen needs a lock file, and {self.options.lock_path} does not exist: "
+                             "run extpack fetch without --frozen and commit the lock")
+        differences = []
+        if lock.arch != self.options.arch:
+            differences.append(f"arch: the lock is for {lock.arch}, this fetch is for {self.options.arch}")
+        locked_sources = [layer.source for layer in lock.layers]
+        wanted = [s.text for s in sources]
+        for position in range(max(len(wanted), len(locked_sources))):
+            want = wanted[position] if position < len(wanted) else None
+            have = locked_sources[position] if position < len(locked_sources) else None
+            if want != have:
+                differences.append(f"layer {position + 1}: the config asks for {want or 'nothing'}, "
+                                   f"the lock has {have or 'nothing'}")
+        if differences:
+            raise DriftError(f"the layers differ from {self.options.lock_path} ({differences[0]}): "
+                             "run extpack fetch without --frozen to update the lock", details=differences)
+        return list(lock.layers)
+
+    def _unchanged_result(self, sources, pins, lock) -> FetchResult | None:
+        """The no-op fast path: everything pinned and the stage already holds exactly that."""
+        if any(pin is None for pin in pins) or any(s.kind == "zip" for s in sources):
+            return None
+        manifest = staging.read_manifest(self.options.stage_dir)
+        if manifest is None or manifest.get("arch") != self.options.arch \
+                or manifest.get("max_layer_size") != self.options.max_layer_size:
+            return None
+        staged = [(layer["source"], layer["sha256"]) for layer in manifest.get("layers", [])]
+        if staged != [(pin.source, pin.sha256) for pin in pins]:
+            return None
+        if staging.stage_differences(self.options.stage_dir, manifest, limit=1):
+            return None
+        new_lock = Lock(self.options.arch, tuple(pins))
+        lock_changed = lock != new_lock
+        if lock_changed:
+            from extpack.lock import write_atomically
+            write_atomically(self.options.lock_path, new_lock.to_text())
+        layers = [LayerSummary(i, pin, s.display, layer["files"], layer["unzipped_size"], True)
+                  for i, (pin, s, layer) in enumerate(zip(pins, sources, manifest["layers"]))]
+        return FetchResult(self.options.stage_dir, self.options.lock_path, self.options.arch, layers,
+                           files=len(manifest["files"]), total_size=manifest["total_size"], unchanged=True,
+                           lock_changed=lock_changed)
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _build(self, sources: list[Source], pins: list[LockedLayer | None], lock: Lock | None) -> FetchResult:
+        options = self.options
+        build_dir = staging.new_build_dir(options.stage_dir)
+        self._scratch = build_dir / "downloads"
+        executor = ThreadPoolExecutor(max_workers=min(options.jobs, len(sources)), thread_name_prefix="extpack")
+        obtained: list[_Obtained] = []
+        try:
+            futures: list[Future] = [executor.submit(self._obtain, i, s, pin)
+                                     for i, (s, pin) in enumerate(zip(sources, pins))]
+            tree = StageTree(build_dir / "opt")
+            tree.layer_names = [s.display for s in sources]
+            result = FetchResult(options.stage_dir, options.lock_path, options.arch, [])
+            records = []
+            for index, (source, future) in enumerate(zip(sources, futures)):
+                item = future.result()
+                obtained.append(item)
+                display = item.locked.arn or source.display
+                unpacked = tree.unpack(item.blob, index, name=display, max_size=options.max_layer_size)
+                if item.temporary:
+                    os.unlink(item.blob)
+                self.progress.layer_done(index)
+                result.layers.append(LayerSummary(index, item.locked, display, unpacked.files,
+                                                  unpacked.unzipped_size, item.from_cache))
+                result.overrides.extend((o.path, o.layer, o.previous_layer) for o in unpacked.overrides)
+                records.append(_layer_record(index, source, item.locked, unpacked.files, unpacked.unzipped_size))
+            tree.finish()
+            result.warnings = staging.check_extensions(tree, options.arch)
+            manifest = staging.manifest_json(tree, options.arch, records, options.max_layer_size)
+            staging.discard(self._scratch) if self._scratch.exists() else None
+            staging.write_manifest(build_dir, manifest)
+            new_lock = Lock(options.arch, tuple(item.locked for item in obtained))
+            result.lock_changed = new_lock != lock
+            staging.commit(build_dir, options.stage_dir, options.lock_path, new_lock.to_text())
+            result.files = len(manifest["files"])
+            result.total_size = manifest["total_size"]
+            return result
+        except BaseException:
+            self._cancelled.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            if build_dir.exists():
+                staging.discard(build_dir)
+            raise
+        finally:
+            executor.shutdown(wait=True)
+
+    def _obtain(self, index: int, source: Source, pin: LockedLayer | None) -> _Obtained:
+        if source.kind == "zip":
+            return self._obtain_zip(source, pin)
+        if pin is not None and self.cache is not None:
+            cached = self._cached_blob(pin)
+            if cached is not None:
+                return _Obtained(pin, cached, True, False)
+        if source.kind == "url":
+            return self._download_url(index, source, pin)
+        return self._download_arn(index, source, pin)
+
+    def _obtain_zip(self, source: Source, pin: LockedLayer | None) -> _Obtained:
+        assert source.path is not None
+        sha = sha256_file(source.path)
+        locked = LockedLayer(source.text, "zip", sha, source.path.stat().st_size)
+        if self.options.frozen and pin is not None and pin.sha256 != sha:
+            raise DriftError(f"the zip's sha256 is {sha[:12]}…, the lock says {pin.sha256[:12]}…: run extpack fetch "
+                             "without --frozen if the change is intended", layer=source.display)
+        return _Obtained(locked, source.path, False, False)
+
+    def _cached_blob(self, pin: LockedLayer) -> Path | None:
+        blob = self.cache.lookup(pin.sha256)
+        if blob is None:
+            return None
+        if sha256_file(blob) == pin.sha256:
+            self.cache.touch(pin.sha256)
+            return blob
+        self.cache.evict(pin.sha256)
+        if self.options.frozen:
+            raise DriftError(f"the cached zip does not match the lock's sha256 {pin.sha256[:12]}… and was removed: "
+                             "run the fetch again to download it", layer=pin.arn or pin.source)
+        self.progress.info(f"{pin.arn or pin.source}: cached zip was corrupt; downloading it again")
+        return None
+
+    def _download_arn(self, index: int, source: Source, pin: LockedLayer | None) -> _Obtained:
+        arn = source.arn
+        if pin is not None and pin.version is not None:
+            arn = arn.with_version(pin.version)
+        elif arn.version is None:
+            arn = arn.with_version(self.resolver.newest_version(arn, self.options.arch))
+            self.progress.info(f"{source.text}: newest version is {arn.version}")
+        pinned_source = Source("arn", source.text, arn=arn)
+        resolved = self.resolver.resolve(pinned_source, self.options.arch)
+        if pin is not None and resolved.sha256 != pin.sha256:
+            raise DriftError(f"the Lambda API reports sha256 {resolved.sha256}, the lock says {pin.sha256}: "
+                             "the layer changed; check the lock", layer=str(arn))
+        locked = LockedLayer(source.text, "arn", resolved.sha256, resolved.size, arn=resolved.arn,
+                             version=resolved.version, architectures=resolved.architectures)
+        blob, _, temporary = self._fetch_to_blob(
+            index, resolved.location, Expected(resolved.sha256, resolved.size, self.options.max_layer_size),
+            display=str(arn), refresh=lambda: self.resolver.resolve(pinned_source, self.options.arch).location,
+        )
+        return _Obtained(locked, blob, False, temporary)
+
+    def _download_url(self, index: int, source: Source, pin: LockedLayer | None) -> _Obtained:
+        expected = Expected(pin.sha256 if pin else None, pin.size if pin else None,
+                            _zip_size_bound(self.options.max_layer_size))
+        blob, sha, temporary = self._fetch_to_blob(index, source.text, expected, display=source.display)
+        locked = LockedLayer(source.text, "url", sha, blob.stat().st_size)
+        return _Obtained(locked, blob, False, temporary)
+
+    def _fetch_to_blob(self, index, url, expected: Expected, *, display: str, refresh=None) -> tuple[Path, str, bool]:
+        if not url:
+            raise DownloadError("the Lambda API returned no download location", layer=display)
+        if self.cache is not None:
+            fd, temp = self.cache.new_temp()
+        else:
+            self._scratch.mkdir(exist_ok=True)
+            temp = self._scratch / f"layer-{index}.zip"
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self.progress.layer_started(index, display, expected.size)
+
+        def on_progress(amount: int) -> None:
+            if self._cancelled.is_set():
+                raise DownloadError("cancelled", layer=display)
+            self.progress.advance(index, amount)
+
+        try:
+            sha = download(url, fd, expected, layer=display, refresh_url=refresh, on_progress=on_progress)
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
+            raise
+        os.close(fd)
+        if self.cache is None:
+            return temp, sha, True
+        return self.cache.commit(temp, sha), sha, False
+
+
+def _zip_size_bound(max_layer_size: int) -> int:
+    # A zip of incompressible data is slightly larger than its content.
+    return max_layer_size + max_layer_size // 10 + (1 << 20)
+
+
+def _layer_record(index: int, source: Source, locked: LockedLayer, files: int, unzipped: int) -> staging.LayerRecord:
+    if source.arn is not None:
+        name = source.arn.name
+    elif source.path is not None:
+        name = source.path.stem
+    else:
+        name = Path(source.display.rstrip("/")).stem or "layer"
+    return staging.LayerRecord(index, source.text, source.kind, locked.arn, name, locked.version, locked.sha256,
+                               locked.size, unzipped, locked.architectures, files)

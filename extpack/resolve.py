@@ -1,0 +1,157 @@
+"""Step 2: ask the Lambda API where a layer version lives and what it must hash to.
+
+boto3 is imported here only, so commands that never call AWS start fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass, field
+
+from extpack.exceptions import AwsError, LayerContentError, UsageError
+from extpack.source import LayerArn, Source
+
+
+@dataclass(frozen=True)
+class ResolvedLayer:
+    """A layer whose content is known by hash; `location` is a secret (a presigned URL)."""
+
+    source: Source
+    arn: str | None
+    version: int | None
+    sha256: str | None
+    size: int | None
+    architectures: tuple[str, ...] = ()
+    location: str | None = field(default=None, repr=False)
+
+    @property
+    def display(self) -> str:
+        return self.arn or self.source.display
+
+
+class LambdaResolver:
+    """Lambda API calls in each ARN's own region, through the standard AWS chain."""
+
+    def __init__(self, *, profile: str | None = None, endpoint_url: str | None = None) -> None:
+        self._profile = profile
+        self._endpoint_url = endpoint_url
+        self._clients: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._session = None
+
+    def _client(self, region: str):
+        # boto3 sessions are not thread-safe; clients are, so create them under a lock.
+        with self._lock:
+            if region not in self._clients:
+                self._clients[region] = self._make_client(region)
+            return self._clients[region]
+
+    def _make_client(self, region: str):
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+
+        if self._session is None:
+            try:
+                self._session = boto3.Session(profile_name=self._profile)
+            except botocore.exceptions.ProfileNotFound as exc:
+                raise UsageError(f"AWS profile {self._profile!r} not found: check --profile / AWS_PROFILE") from exc
+        config = botocore.config.Config(
+            retries={"mode": "standard"},
+            connect_timeout=10,
+            read_timeout=30,
+            user_agent_extra="extpack",
+        )
+        return self._session.client("lambda", region_name=region, endpoint_url=self._endpoint_url, config=config)
+
+    def resolve(self, source: Source, arch: str) -> ResolvedLayer:
+        """GetLayerVersionByArn for a versioned ARN; unversioned ARNs must be pinned first."""
+        assert source.arn is not None and source.arn.version is not None
+        arn = source.arn
+        response = self._call(arn, "get_layer_version_by_arn", Arn=str(arn))
+        content = response.get("Content") or {}
+        architectures = tuple(response.get("CompatibleArchitectures") or ())
+        if architectures and arch not in architectures:
+            raise LayerContentError(
+                f"layer is built for {', '.join(architectures)}, not {arch}: "
+                f"use --arch {architectures[0]} or a layer version for {arch}",
+                layer=str(arn),
+            )
+        return ResolvedLayer(
+            source=source,
+            arn=response.get("LayerVersionArn") or str(arn),
+            version=int(response.get("Version") or arn.version),
+            sha256=_b64_to_hex(content.get("CodeSha256"), str(arn)),
+            size=content.get("CodeSize"),
+            architectures=architectures,
+            location=content.get("Location"),
+        )
+
+    def newest_version(self, arn: LayerArn, arch: str) -> int:
+        """The newest version compatible with `arch` (versions that declare none are compatible)."""
+        client = self._client(arn.region)
+        best = 0
+        try:
+            for page in client.get_paginator("list_layer_versions").paginate(LayerName=arn.layer_arn):
+                for item in page.get("LayerVersions", []):
+                    declared = item.get("CompatibleArchitectures") or []
+                    if not declared or arch in declared:
+                        best = max(best, int(item["Version"]))
+        except Exception as exc:  # botocore raises several unrelated types; _aws_error sorts them
+            raise _aws_error(exc, arn.layer_arn) from exc
+        if not best:
+            raise AwsError(f"no version of this layer is compatible with {arch}: check --arch", layer=arn.layer_arn)
+        return best
+
+    def _call(self, arn: LayerArn, operation: str, **kwargs):
+        client = self._client(arn.region)
+        try:
+            return getattr(client, operation)(**kwargs)
+        except Exception as exc:
+            raise _aws_error(exc, str(arn)) from exc
+
+
+def _b64_to_hex(value: str | None, layer: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).hex()
+    except ValueError as exc:
+        raise AwsError(f"the API returned an unreadable CodeSha256 {value!r}", layer=layer) from exc
+
+
+_CODE_HINTS = {
+    "ResourceNotFoundException": "layer version not found: check the name, the version and the region in the ARN",
+    "AccessDeniedException": "access denied: the credentials need lambda:GetLayerVersion on this layer "
+    "(a layer in another account must be shared with yours)",
+    "TooManyRequestsException": "throttled by the Lambda API after retries: try again later or lower --jobs",
+    "ThrottlingException": "throttled by the Lambda API after retries: try again later or lower --jobs",
+    "InvalidParameterValueException": "the Lambda API rejected the ARN: check it",
+    "UnrecognizedClientException": "the AWS credentials are not valid: check AWS_PROFILE / --profile",
+    "InvalidSignatureException": "the AWS request signature was rejected: check the credentials and the clock",
+    "ExpiredTokenException": "the AWS session token has expired: refresh your credentials",
+}
+
+
+def _aws_error(exc: Exception, layer: str) -> Exception:
+    import botocore.exceptions as bx
+
+    if isinstance(exc, (AwsError, UsageError, LayerContentError)):
+        return exc
+    if isinstance(exc, bx.NoCredentialsError):
+        return AwsError(
+            "no AWS credentials found: set AWS_PROFILE or --profile, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or fetch a local .zip instead)",
+            layer=layer,
+        )
+    if isinstance(exc, bx.ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "Unknown")
+        hint = _CODE_HINTS.get(code) or f"Lambda API error {code}: {error.get('Message', '').strip()}"
+        return AwsError(hint, layer=layer)
+    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError)):
+        return AwsError("cannot reach the Lambda API: check the network, the region and --endpoint-url", layer=layer)
+    if isinstance(exc, bx.BotoCoreError):
+        return AwsError(f"AWS client error: {exc}", layer=layer)
+    return exc

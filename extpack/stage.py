@@ -1,0 +1,221 @@
+"""Step 6: check the unpacked tree, describe it in a manifest, and swap it into place.
+
+A stage is built beside the old one and swapped in at the end, so a failed or
+interrupted fetch leaves the previous stage and lock exactly as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from extpack.elf import HEADER_BYTES, elf_arch
+from extpack.exceptions import LayerContentError
+from extpack.lock import write_atomically
+from extpack.unpack import StageTree
+
+MANIFEST_SCHEMA = "extpack.manifest/v1"
+MANIFEST_NAME = "manifest.json"
+EXTENSIONS_DIR = "extensions"
+MAX_LINK_HOPS = 40
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    index: int
+    source: str
+    kind: str
+    arn: str | None
+    name: str
+    version: int | None
+    sha256: str
+    size: int
+    unzipped_size: int
+    architectures: tuple[str, ...]
+    files: int
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "architectures": list(self.architectures)}
+
+
+def check_extensions(tree: StageTree, arch: str) -> list[str]:
+    """Errors for what Lambda could not start from /opt/extensions; returns warnings."""
+    warnings: list[str] = []
+    prefix = EXTENSIONS_DIR + "/"
+    for path, node in sorted(tree.nodes.items()):
+        if not path.startswith(prefix) or "/" in path[len(prefix):]:
+            continue
+        final_path, final = _follow(tree, path)
+        if final is None:
+            where = f" (it points to {final_path})" if final_path else ""
+            if final_path and final_path.startswith("/") and not final_path.startswith("/opt/"):
+                warnings.append(f"/opt/{path} links outside /opt{where}: make sure the image has it")
+                continue
+            raise LayerContentError(f"/opt/{path} is a dangling symlink{where}: Lambda cannot start it",
+                                    layer=_layer_name(tree, node.layer))
+        if final.type != "file":
+            raise LayerContentError(f"/opt/{path} is a {final.type}, but Lambda starts every entry of /opt/extensions "
+                                    "as a program", layer=_layer_name(tree, node.layer))
+        if not final.mode & 0o111:
+            raise LayerContentError(f"/opt/{path} is not executable: it needs mode 0755 in the layer zip",
+                                    layer=_layer_name(tree, final.layer))
+        with open(tree.root / final_path, "rb") as handle:
+            cpu = elf_arch(handle.read(HEADER_BYTES))
+        if cpu is not None and cpu != arch:
+            raise LayerContentError(f"/opt/{path} is built for {cpu}, not {arch}: use --arch or the layer for {arch}",
+                                    layer=_layer_name(tree, final.layer))
+    return warnings
+
+
+def _follow(tree: StageTree, path: str):
+    """Resolve symlinks inside the stage; (target, None) when it leaves /opt or dangles."""
+    for _ in range(MAX_LINK_HOPS):
+        node = tree.nodes.get(path)
+        if node is None or node.type != "symlink":
+            return path, node
+        target = node.target or ""
+        if target.startswith("/"):
+            if not target.startswith("/opt/"):
+                return target, None
+            joined = target[len("/opt/"):]
+        else:
+            joined = os.path.join(os.path.dirname(path), target)
+        path = os.path.normpath(joined)
+        if path.startswith(".."):
+            return "/opt/" + path, None
+    return path, None
+
+
+def _layer_name(tree: StageTree, index: int) -> str | None:
+    names = getattr(tree, "layer_names", None)
+    return names[index] if names and index < len(names) else None
+
+
+def manifest_json(tree: StageTree, arch: str, layers: list[LayerRecord], max_layer_size: int) -> dict:
+    files = []
+    for path in sorted(tree.nodes):
+        node = tree.nodes[path]
+        files.append({
+            "path": path, "type": node.type, "mode": f"{node.mode:04o}", "size": node.size,
+            "sha256": node.sha256, "target": node.target, "mtime": node.mtime, "layer": node.layer,
+            "overrode": node.overrode,
+        })
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "arch": arch,
+        "max_layer_size": max_layer_size,
+        "layers": [layer.to_json() for layer in layers],
+        "files": files,
+        "total_size": sum(f["size"] for f in files),
+    }
+
+
+def read_manifest(stage_dir: Path) -> dict | None:
+    try:
+        data = json.loads((stage_dir / MANIFEST_NAME).read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA else None
+
+
+def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50) -> list[str]:
+    """What on disk differs from the manifest: missing, extra or changed entries (by stat)."""
+    opt = stage_dir / "opt"
+    expected = {entry["path"]: entry for entry in manifest.get("files", [])}
+    problems: list[str] = []
+    actual: set[str] = set()
+    if not opt.is_dir():
+        return [f"{opt} is missing"]
+    for dirpath, dirnames, filenames in os.walk(opt):
+        for name in [*dirnames, *filenames]:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, opt)
+            actual.add(rel)
+            entry = expected.get(rel)
+            if entry is None:
+                problems.append(f"extra: /opt/{rel}")
+                continue
+            problem = _entry_difference(full, entry)
+            if problem:
+                problems.append(f"changed: /opt/{rel} ({problem})")
+        if len(problems) >= limit:
+            return problems
+    problems.extend(f"missing: /opt/{path}" for path in sorted(set(expected) - actual))
+    return problems[:limit]
+
+
+def _entry_difference(full: str, entry: dict) -> str | None:
+    st = os.lstat(full)
+    kind = "symlink" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else \
+        "file" if stat.S_ISREG(st.st_mode) else "other"
+    if kind != entry["type"]:
+        return f"is a {kind}, expected a {entry['type']}"
+    if kind == "symlink":
+        target = os.readlink(full)
+        return None if target == entry["target"] else f"points to {target}, expected {entry['target']}"
+    if kind == "dir":
+        mode = f"{stat.S_IMODE(st.st_mode):04o}"
+        return None if mode == entry["mode"] else f"mode {mode}, expected {entry['mode']}"
+    mode = f"{stat.S_IMODE(st.st_mode):04o}"
+    if mode != entry["mode"]:
+        return f"mode {mode}, expected {entry['mode']}"
+    if st.st_size != entry["size"]:
+        return f"size {st.st_size}, expected {entry['size']}"
+    if int(st.st_mtime) != entry.get("mtime", int(st.st_mtime)):
+        return "modified since it was staged"
+    return None
+
+
+def new_build_dir(stage_dir: Path) -> Path:
+    """A fresh directory beside the stage (same filesystem, so the final swap is a rename)."""
+    parent = stage_dir.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{stage_dir.name}.build-", dir=parent))
+    os.chmod(build, 0o755)  # mkdtemp makes it private; a stage is meant to be read by builds
+    return build
+
+
+def write_manifest(build_dir: Path, manifest: dict) -> None:
+    (build_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+@contextmanager
+def _signals_held():
+    """Hold SIGINT/SIGTERM while swapping, so an interrupt cannot split stage from lock."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def commit(build_dir: Path, stage_dir: Path, lock_path: Path | None, lock_text: str | None) -> None:
+    """Swap the new stage in and write the lock; the old stage is removed last."""
+    stage_dir = stage_dir.absolute()
+    retired = None
+    with _signals_held():
+        if stage_dir.exists() or stage_dir.is_symlink():
+            retired = Path(tempfile.mkdtemp(prefix=f".{stage_dir.name}.old-", dir=stage_dir.parent))
+            os.rename(stage_dir, retired / "stage")
+        os.rename(build_dir, stage_dir)
+        if lock_path is not None and lock_text is not None:
+            write_atomically(lock_path, lock_text)
+    if retired is not None:
+        discard(retired)
+
+
+def discard(path: Path) -> None:
+    """Remove a build or retired stage, even one holding read-only directories."""
+    def make_writable_and_retry(function, failed_path, _exc):
+        os.chmod(os.path.dirname(failed_path), 0o700)
+        function(failed_path)
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)

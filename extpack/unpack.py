@@ -1,0 +1,288 @@
+"""Step 5: unpack one layer zip into the stage being built, refusing anything unsafe.
+
+Keeps what Info-ZIP `unzip` keeps (regular files with their permission bits, directories,
+symlinks as symlinks). Every entry is validated before a byte is written, and the tree's
+shape is tracked in memory, so a write can never go through a symlink or leave the stage.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import os
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from extpack.exceptions import DownloadError, LayerContentError
+
+# Lambda refuses to publish a layer whose unzipped size exceeds 250 MB.
+DEFAULT_MAX_LAYER_SIZE = 250 * 1024 * 1024
+MAX_ENTRIES = 200_000
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4095
+MAX_LINK_TARGET = 4095
+SUPPORTED_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+COPY_CHUNK = 1 << 20
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass
+class Node:
+    """What the stage holds at one path, and its history across layers."""
+
+    type: str  # "file" | "dir" | "symlink"
+    mode: int
+    layer: int
+    size: int = 0
+    sha256: str | None = None
+    target: str | None = None
+    mtime: int = 0
+    overrode: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Override:
+    path: str
+    layer: int
+    previous_layer: int
+
+
+@dataclass
+class LayerResult:
+    files: int = 0
+    unzipped_size: int = 0
+    overrides: list[Override] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    info: zipfile.ZipInfo
+    path: str
+    type: str
+    mode: int
+
+
+class StageTree:
+    """The `opt` directory being built, with an in-memory index of every path in it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.nodes: dict[str, Node] = {}
+        root.mkdir(parents=True, exist_ok=True)
+
+    def unpack(self, zip_path: Path, layer: int, *, name: str, max_size: int = DEFAULT_MAX_LAYER_SIZE) -> LayerResult:
+        try:
+            archive = zipfile.ZipFile(zip_path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DownloadError(f"not a valid zip file ({exc}): is it an error page or a truncated download?",
+                                layer=name) from None
+        with archive:
+            entries = _validated_entries(archive, name, max_size)
+            self._check_against_tree(entries, layer, name)
+            return self._write(archive, entries, layer, name, max_size)
+
+    def _check_against_tree(self, entries: list[_Entry], layer: int, name: str) -> None:
+        """Refuse writes through symlinks and file/directory clashes, before writing anything."""
+        planned: dict[str, str] = {}
+        for entry in entries:
+            parts = entry.path.split("/")
+            for depth in range(1, len(parts)):
+                parent = "/".join(parts[:depth])
+                kind = planned.get(parent) or (self.nodes[parent].type if parent in self.nodes else None)
+                if kind == "symlink":
+                    raise LayerContentError(f"entry {entry.path!r} would be written through the symlink {parent!r}",
+                                            layer=name)
+                if kind == "file":
+                    raise LayerContentError(f"entry {entry.path!r} needs {parent!r} to be a directory, but it is a file",
+                                            layer=name)
+                planned.setdefault(parent, "dir")
+            existing = planned.get(entry.path) or (self.nodes[entry.path].type if entry.path in self.nodes else None)
+            if existing and (existing == "dir") != (entry.type == "dir"):
+                raise LayerContentError(
+                    f"entry {entry.path!r} is a {entry.type} but the stage already has a {existing} there", layer=name
+                )
+            planned[entry.path] = entry.type
+
+    def _write(self, archive: zipfile.ZipFile, entries: list[_Entry], layer: int, name: str,
+               max_size: int) -> LayerResult:
+        result = LayerResult()
+        for entry in entries:
+            self._ensure_parents(entry.path, layer)
+            previous = self.nodes.get(entry.path)
+            if entry.type == "dir":
+                self._make_dir(entry.path, entry.mode, layer, _mtime(entry.info))
+                continue
+            if previous is not None:
+                os.unlink(self.root / entry.path)
+                if previous.layer != layer:
+                    result.overrides.append(Override(entry.path, layer, previous.layer))
+            node = self._write_symlink(archive, entry, layer, name) if entry.type == "symlink" else \
+                self._write_file(archive, entry, layer, name, max_size - result.unzipped_size)
+            if previous is not None:
+                node.overrode = [*previous.overrode, previous.layer]
+            self.nodes[entry.path] = node
+            result.files += 1
+            result.unzipped_size += node.size
+        return result
+
+    def _ensure_parents(self, path: str, layer: int) -> None:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent not in self.nodes:
+                self._make_dir(parent, 0o755, layer, 0)
+
+    def _make_dir(self, path: str, mode: int, layer: int, mtime: int) -> None:
+        node = self.nodes.get(path)
+        if node is None:
+            os.mkdir(self.root / path, 0o700)
+            self.nodes[path] = Node("dir", mode, layer, mtime=mtime)
+        else:
+            # A later layer's directory entry sets the mode, as unzip over an existing tree does.
+            node.mode, node.mtime = mode, mtime or node.mtime
+
+    def _write_symlink(self, archive: zipfile.ZipFile, entry: _Entry, layer: int, name: str) -> Node:
+        raw = _read_entry(archive, entry.info, name, MAX_LINK_TARGET + 1)
+        if not raw or len(raw) > MAX_LINK_TARGET or b"\x00" in raw:
+            raise LayerContentError(f"symlink {entry.path!r} has an invalid target", layer=name)
+        target = raw.decode("utf-8", "surrogateescape")
+        os.symlink(target, self.root / entry.path)
+        mtime = _mtime(entry.info)
+        os.utime(self.root / entry.path, (mtime, mtime), follow_symlinks=False)
+        return Node("symlink", 0o777, layer, target=target, mtime=mtime)
+
+    def _write_file(self, archive: zipfile.ZipFile, entry: _Entry, layer: int, name: str, budget: int) -> Node:
+        digest = hashlib.sha256()
+        size = 0
+        fd = os.open(self.root / entry.path, _OPEN_FLAGS, 0o600)
+        try:
+            with archive.open(entry.info) as source:
+                while chunk := source.read(COPY_CHUNK):
+                    size += len(chunk)
+                    if size > budget:
+                        raise _too_big(name)
+                    digest.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+            os.fchmod(fd, entry.mode)
+            mtime = _mtime(entry.info)
+            os.utime(fd, (mtime, mtime))
+        except zipfile.BadZipFile as exc:
+            raise LayerContentError(f"entry {entry.path!r} is corrupt ({exc})", layer=name) from None
+        except (NotImplementedError, RuntimeError) as exc:
+            raise LayerContentError(f"entry {entry.path!r} cannot be unpacked ({exc})", layer=name) from None
+        finally:
+            os.close(fd)
+        return Node("file", entry.mode, layer, size=size, sha256=digest.hexdigest(), mtime=mtime)
+
+    def finish(self) -> None:
+        """Apply directory modes last, so a read-only directory did not block writes into it."""
+        for path in sorted(self.nodes, key=lambda p: -p.count("/")):
+            node = self.nodes[path]
+            if node.type == "dir":
+                os.chmod(self.root / path, node.mode)
+                if node.mtime:
+                    os.utime(self.root / path, (node.mtime, node.mtime))
+
+
+def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limit: int) -> bytes:
+    try:
+        with archive.open(info) as source:
+            return source.read(limit)
+    except zipfile.BadZipFile as exc:
+        raise LayerContentError(f"entry {info.filename!r} is corrupt ({exc})", layer=name) from None
+
+
+def _too_big(name: str) -> LayerContentError:
+    return LayerContentError(
+        "layer unzips to more than the limit (Lambda's is 250 MB): raise --max-layer-size if you mean it", layer=name
+    )
+
+
+def _mtime(info: zipfile.ZipInfo) -> int:
+    # Zip times carry no zone; reading them as UTC keeps the stage the same on every machine.
+    return calendar.timegm((*info.date_time, 0, 0, 0))
+
+
+def _validated_entries(archive: zipfile.ZipFile, name: str, max_size: int) -> list[_Entry]:
+    infos = archive.infolist()
+    if len(infos) > MAX_ENTRIES:
+        raise LayerContentError(f"layer has {len(infos)} entries, more than the {MAX_ENTRIES} extpack accepts",
+                                layer=name)
+    declared = sum(info.file_size for info in infos)
+    if declared > max_size:
+        raise _too_big(name)
+    _check_no_overlap(archive, infos, name)
+    entries: list[_Entry] = []
+    seen: dict[str, str] = {}
+    for info in infos:
+        entry = _validated_entry(info, name)
+        if entry is None:
+            continue
+        earlier = seen.get(entry.path)
+        if earlier is not None and not (earlier == "dir" == entry.type):
+            raise LayerContentError(f"entry {entry.path!r} appears more than once", layer=name)
+        seen[entry.path] = entry.type
+        entries.append(entry)
+    return entries
+
+
+def _validated_entry(info: zipfile.ZipInfo, name: str) -> _Entry | None:
+    raw_name = info.orig_filename
+    shown = raw_name.replace("\x00", "\\0")
+    if "\x00" in raw_name:
+        raise LayerContentError(f"entry name {shown!r} contains a NUL byte", layer=name)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw_name):
+        raise LayerContentError(f"entry name {shown!r} contains control characters", layer=name)
+    if "\\" in raw_name:
+        raise LayerContentError(f"entry name {shown!r} contains a backslash", layer=name)
+    if raw_name.startswith("/") or (len(raw_name) > 1 and raw_name[1] == ":"):
+        raise LayerContentError(f"entry {shown!r} has an absolute path", layer=name)
+    parts = [part for part in raw_name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise LayerContentError(f"entry {shown!r} leaves the stage with '..'", layer=name)
+    if not parts:
+        return None
+    path = "/".join(parts)
+    if len(path.encode()) > MAX_PATH_BYTES or any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
+        raise LayerContentError(f"entry {shown[:80]!r}… has a name longer than the filesystem allows", layer=name)
+    if info.flag_bits & 0x1:
+        raise LayerContentError(f"entry {shown!r} is encrypted", layer=name)
+    if info.compress_type not in SUPPORTED_METHODS:
+        raise LayerContentError(f"entry {shown!r} uses unsupported compression method {info.compress_type}",
+                                layer=name)
+    kind, mode = _kind_and_mode(info, shown, name)
+    return _Entry(info, path, kind, mode)
+
+
+def _kind_and_mode(info: zipfile.ZipInfo, shown: str, name: str) -> tuple[str, int]:
+    unix_mode = info.external_attr >> 16 if info.create_system == 3 else 0
+    file_type = stat.S_IFMT(unix_mode)
+    # setuid/setgid/sticky are dropped: a layer has no business granting privileges.
+    permissions = stat.S_IMODE(unix_mode) & 0o777
+    if file_type == stat.S_IFLNK:
+        return "symlink", 0o777
+    if file_type == stat.S_IFDIR or (file_type == 0 and info.filename.endswith("/")):
+        return "dir", permissions or 0o755
+    if file_type in (stat.S_IFREG, 0):
+        return "file", permissions or 0o644
+    kinds = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
+             stat.S_IFSOCK: "a socket"}
+    raise LayerContentError(f"entry {shown!r} is {kinds.get(file_type, 'of an unknown type')}", layer=name)
+
+
+def _check_no_overlap(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], name: str) -> None:
+    """Refuse entries whose data overlap (the 'overlapping files' zip bomb)."""
+    ordered = sorted(infos, key=lambda i: i.header_offset)
+    end_of_data = archive.start_dir
+    for current, following in zip(ordered, [*ordered[1:], None]):
+        limit = following.header_offset if following is not None else end_of_data
+        encoding = "utf-8" if current.flag_bits & 0x800 else "cp437"
+        name_bytes = len(current.orig_filename.encode(encoding, "surrogateescape"))
+        minimal_end = current.header_offset + 30 + name_bytes + current.compress_size
+        if minimal_end > limit:
+            raise LayerContentError(f"entries overlap inside the zip at {current.filename!r}: refusing a zip bomb",
+                                    layer=name)
