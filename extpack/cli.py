@@ -140,3 +140,103 @@ def main(argv: list[str] | None = None) -> None:
                    err=True)
         sys.exit(1)
     sys.exit(0)
+
+
+@cli.command()
+@click.option("--stage-dir", type=click.Path(path_type=Path), help="The stage to render from (default .extpack).")
+@click.option("--lock", "lock_path", type=click.Path(path_type=Path), help="Lock file named in the header.")
+@click.option("--template", "-t", help="aws-base (default), alpine-rie, python, nodejs, or a path to a .j2 file.")
+@click.option("--base", help="Base image of the final stage (default depends on the template).")
+@click.option("--platform", help="linux/amd64 or linux/arm64 (default: from the stage's --arch).")
+@click.option("--output", "-o", help="Where to write (default Dockerfile; - for stdout).")
+@click.option("--context", type=click.Path(path_type=Path, file_okay=False),
+              help="The docker build context (default: the output's folder).")
+@click.option("--check", is_flag=True, help="Write nothing; exit 6 with a diff if the file on disk differs.")
+@click.option("--rie", is_flag=True, help="Add the Runtime Interface Emulator and an entry script (non-AWS bases).")
+@click.option("--rie-binary", help="COPY the emulator from this context path instead of downloading it in the build.")
+@click.option("--copy", "copies", multiple=True, help="SRC:DEST, or STAGE:SRC:DEST from a build stage. Repeatable.")
+@click.option("--env", "env", multiple=True, help="NAME=VALUE for the final stage. Repeatable.")
+@click.option("--entrypoint", help="ENTRYPOINT, as a command line or a JSON array.")
+@click.option("--cmd", help="CMD, as a command line or a JSON array.")
+@click.option("--handler", help="The handler for the python/nodejs templates (e.g. app.handler).")
+@click.option("--app-dir", help="Folder copied into ${LAMBDA_TASK_ROOT} (python/nodejs templates).")
+@click.option("--from-image", help="Copy /opt from this extension image (made by extpack image) instead of the stage.")
+@click.pass_context
+def render(ctx, stage_dir, lock_path, template, base, platform, output, context, check, rie, rie_binary, copies, env,
+           entrypoint, cmd, handler, app_dir, from_image):
+    """Write a multi-stage Dockerfile that copies the staged /opt into the image."""
+    from extpack import render as rendering
+    from extpack.exceptions import UsageError
+
+    config = _config(ctx)
+    env_pairs = []
+    for item in env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"bad --env {item!r}: use NAME=VALUE")
+        env_pairs.append((name, value))
+    output = output or str(config.get("output", "Dockerfile"))
+    options = rendering.RenderOptions(
+        stage_dir=_pick(stage_dir, config, "stage-dir", Path(".extpack")),
+        lock_path=_pick(lock_path, config, "lock", Path("extpack.lock")),
+        template=_pick(template, config, "template", "aws-base"),
+        base=_pick(base, config, "base"),
+        platform=_pick(platform, config, "platform"),
+        output=output,
+        context=context,
+        rie=rie,
+        rie_binary=rie_binary,
+        copies=[rendering.parse_copy(c) for c in copies],
+        env=env_pairs,
+        entrypoint=rendering.parse_command(entrypoint),
+        cmd=rendering.parse_command(cmd),
+        handler=handler,
+        app_dir=app_dir,
+        from_image=from_image,
+        command=_regenerate_command(ctx),
+    )
+    result = rendering.render(options)
+    if output == "-":
+        click.echo(result.dockerfile, nl=False)
+        return
+    target = Path(output)
+    if not from_image:
+        problem = rendering.dockerignore_problem((context or target.absolute().parent), options.stage_dir)
+        if problem:
+            raise UsageError(problem)
+    if check:
+        try:
+            rendering.check_drift(result, target)
+        except ExtpackError as exc:
+            for line in getattr(exc, "details", []):
+                click.echo(line, nl=False)
+            raise
+        click.echo(f"{target} is up to date", err=True)
+        return
+    for path in rendering.write(result, target):
+        click.echo(f"wrote {path}")
+
+
+def _regenerate_command(ctx: click.Context) -> str:
+    """The header's regenerate hint: the flags given on the command line, in a fixed order.
+
+    --check, --output -, --context and --verbose do not change what is written, so they are
+    left out: `render` and `render --check` must produce the same bytes.
+    """
+    import shlex
+
+    skipped = {"check", "context"}
+    words = ["extpack", "render"]
+    for param in ctx.command.params:
+        if param.name in skipped or ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if param.name == "output" and value in ("-", "Dockerfile"):
+            continue
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            words.append(flag) if value else None
+        else:
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                words += [flag, str(item)]
+    return shlex.join(words)

@@ -1,0 +1,259 @@
+"""The `render` command: a multi-stage Dockerfile from a jinja2 template and the stage's manifest.
+
+Output depends only on the inputs (manifest, lock, options, template), never on the clock
+or the machine, so `render --check` can guard against drift in CI.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from extpack.exceptions import DriftError, UsageError
+from extpack.stage import read_manifest
+
+DEFAULT_BASE = "public.ecr.aws/lambda/provided:al2023"
+BUILTIN = {
+    "aws-base": ("aws-base.Dockerfile.j2", DEFAULT_BASE),
+    "alpine-rie": ("alpine-rie.Dockerfile.j2", "alpine:3.20"),
+    "python": ("python.Dockerfile.j2", "public.ecr.aws/lambda/python:3.12"),
+    "nodejs": ("nodejs.Dockerfile.j2", "public.ecr.aws/lambda/nodejs:20"),
+}
+DEFAULT_HANDLERS = {"python": "app.handler", "nodejs": "index.handler"}
+PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
+RIE_URL = "https://github.com/aws/aws-lambda-runtime-interface-emulator/releases/latest/download/aws-lambda-rie"
+ENTRY_SCRIPT = "extpack-entry.sh"
+
+
+@dataclass(frozen=True)
+class Copy:
+    src: str
+    dest: str
+    stage: str | None = None
+
+
+@dataclass
+class RenderOptions:
+    stage_dir: Path = Path(".extpack")
+    lock_path: Path = Path("extpack.lock")
+    template: str = "aws-base"
+    base: str | None = None
+    platform: str | None = None
+    output: str = "Dockerfile"
+    context: Path | None = None
+    rie: bool = False
+    rie_binary: str | None = None
+    copies: list[Copy] = field(default_factory=list)
+    env: list[tuple[str, str]] = field(default_factory=list)
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    handler: str | None = None
+    app_dir: str | None = None
+    from_image: str | None = None
+    command: str = "extpack render"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    dockerfile: str
+    entry_script: str | None  # text of the RIE entry script, written beside the Dockerfile
+
+
+def parse_copy(text: str) -> Copy:
+    """'SRC:DEST' or 'STAGE:SRC:DEST' (the last copies from an earlier build stage)."""
+    parts = text.split(":")
+    if len(parts) == 2 and all(parts):
+        return Copy(parts[0], parts[1])
+    if len(parts) == 3 and all(parts):
+        return Copy(parts[1], parts[2], stage=parts[0])
+    raise UsageError(f"bad --copy {text!r}: use SRC:DEST, or STAGE:SRC:DEST to copy from a build stage")
+
+
+def parse_command(text: str | None) -> list[str]:
+    """A JSON array as Docker writes it, or a shell-like string split into one."""
+    if not text:
+        return []
+    text = text.strip()
+    if text.startswith("["):
+        import json
+
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"bad command {text!r}: give a JSON array of strings or a plain command line")
+        return value
+    return shlex.split(text)
+
+
+def render(options: RenderOptions) -> Rendered:
+    manifest = read_manifest(options.stage_dir)
+    if manifest is None and not options.from_image:
+        raise UsageError(f"no stage at {options.stage_dir}: run extpack fetch first")
+    manifest = manifest or {"arch": "x86_64", "layers": [], "files": [], "total_size": 0}
+    context_dir = (options.context or _output_dir(options.output)).absolute()
+    environment, template_name = _template(options.template)
+    builtin = options.template in BUILTIN
+    rie = options.rie or options.template == "alpine-rie"
+    arch = manifest.get("arch", "x86_64")
+    if options.platform and options.platform not in PLATFORMS.values():
+        raise UsageError(f"unknown --platform {options.platform!r}: use linux/amd64 or linux/arm64")
+    cmd = options.cmd or ([options.handler or DEFAULT_HANDLERS[options.template]]
+                          if options.template in DEFAULT_HANDLERS else [])
+    values = {
+        "base": options.base or (BUILTIN[options.template][1] if builtin else DEFAULT_BASE),
+        "platform": options.platform or PLATFORMS.get(arch),
+        "arch": arch,
+        "stage_dir": _relative(options.stage_dir, context_dir),
+        "opt_dir": _relative(options.stage_dir / "opt", context_dir),
+        "layers": manifest.get("layers", []),
+        "extensions": _extensions(manifest),
+        "file_count": len(manifest.get("files", [])),
+        "total_size": manifest.get("total_size", 0),
+        "lock_name": options.lock_path.name,
+        "lock_sha256": _sha256_or_none(options.lock_path),
+        "command": options.command,
+        "from_image": options.from_image,
+        "rie": rie,
+        "rie_binary": options.rie_binary,
+        "rie_url": RIE_URL + ("-arm64" if arch == "arm64" else ""),
+        "entry_script": ENTRY_SCRIPT,
+        "copies": options.copies,
+        "env": options.env,
+        "entrypoint": options.entrypoint,
+        "cmd": cmd,
+        "app_dir": options.app_dir,
+    }
+    import jinja2
+
+    try:
+        text = environment.get_template(template_name).render(**values)
+    except jinja2.TemplateSyntaxError as exc:
+        raise UsageError(f"template {exc.filename or options.template} line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise UsageError(f"template {options.template} failed to render: {exc}") from None
+    # Templates stay readable with their own spacing; the output gets at most one blank line.
+    text = re.sub(r"\n{3,}", "\n\n", text.strip("\n")) + "\n"
+    entry = _builtin_text("entry.sh") if rie else None
+    return Rendered(text, entry)
+
+
+def _template(name: str):
+    import jinja2
+
+    builtin_loader = jinja2.FunctionLoader(_builtin_source)
+    common = {"keep_trailing_newline": True, "undefined": jinja2.StrictUndefined, "autoescape": False}
+    if name in BUILTIN:
+        return jinja2.Environment(loader=builtin_loader, **common), BUILTIN[name][0]
+    path = Path(name)
+    if not path.is_file():
+        raise UsageError(f"unknown template {name!r}: use one of {', '.join(BUILTIN)} or a path to a .j2 file")
+    # A user template can include or extend the built-in ones by name ("aws-base.Dockerfile.j2").
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(path.parent.absolute())), builtin_loader])
+    return jinja2.Environment(loader=loader, **common), path.name
+
+
+def _builtin_text(name: str) -> str:
+    return resources.files("extpack.dockerfiles").joinpath(name).read_text()
+
+
+def _builtin_source(name: str):
+    aliases = {key: value[0] for key, value in BUILTIN.items()}
+    name = aliases.get(name, name)
+    try:
+        return _builtin_text(name)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def _extensions(manifest: dict) -> list[dict]:
+    return [
+        {"name": entry["path"].split("/", 1)[1], "type": entry["type"], "size": entry["size"],
+         "mode": entry["mode"], "sha256": entry["sha256"]}
+        for entry in manifest.get("files", [])
+        if entry["path"].startswith("extensions/") and entry["path"].count("/") == 1
+    ]
+
+
+def _output_dir(output: str) -> Path:
+    return Path(".") if output == "-" else Path(output).absolute().parent
+
+
+def _relative(path: Path, start: Path) -> str:
+    relative = os.path.relpath(path.absolute(), start)
+    if relative.startswith(".."):
+        raise UsageError(f"{path} is outside the build context {start}: docker build can only COPY from inside it "
+                         "(use --context or move the stage)")
+    return Path(relative).as_posix()
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def check_drift(rendered: Rendered, output: Path) -> None:
+    """Exit 6 with a unified diff when the Dockerfile on disk is not what render would write."""
+    try:
+        current = output.read_text()
+    except FileNotFoundError:
+        raise DriftError(f"{output} does not exist: run extpack render to write it") from None
+    if current != rendered.dockerfile:
+        diff = difflib.unified_diff(current.splitlines(keepends=True), rendered.dockerfile.splitlines(keepends=True),
+                                    fromfile=f"{output} (on disk)", tofile=f"{output} (rendered)")
+        raise DriftError(f"{output} is out of date: run extpack render to regenerate it", details=list(diff))
+    entry_path = output.parent / ENTRY_SCRIPT
+    if rendered.entry_script is not None and (not entry_path.is_file() or
+                                              entry_path.read_text() != rendered.entry_script):
+        raise DriftError(f"{entry_path} is missing or out of date: run extpack render to regenerate it")
+
+
+def write(rendered: Rendered, output: Path) -> list[Path]:
+    from extpack.lock import write_atomically
+
+    written = [output]
+    write_atomically(output, rendered.dockerfile)
+    if rendered.entry_script is not None:
+        entry_path = output.parent / ENTRY_SCRIPT
+        write_atomically(entry_path, rendered.entry_script)
+        os.chmod(entry_path, 0o755)
+        written.append(entry_path)
+    return written
+
+
+def dockerignore_problem(context_dir: Path, stage_dir: Path) -> str | None:
+    """Say so when the context's .dockerignore would hide the stage from `COPY`."""
+    ignore_file = context_dir / ".dockerignore"
+    try:
+        lines = ignore_file.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    import fnmatch
+
+    target = Path(os.path.relpath((stage_dir / "opt").absolute(), context_dir.absolute())).as_posix()
+    candidates = [target.rsplit("/", depth)[0] for depth in range(target.count("/"), -1, -1)] + [target + "/x"]
+    excluded = False
+    for raw in lines:
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip().strip("/")
+        pattern = os.path.normpath(pattern) if pattern else pattern
+        matched = any(fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.replace("**/", ""))
+                      for path in candidates)
+        if matched:
+            excluded = not negate
+    if excluded:
+        return (f"{ignore_file} excludes {target}, so docker build cannot COPY the stage: add the line "
+                f"'!{target}' to it")
+    return None
