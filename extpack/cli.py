@@ -240,3 +240,132 @@ def _regenerate_command(ctx: click.Context) -> str:
             for item in value if isinstance(value, (list, tuple)) else [value]:
                 words += [flag, str(item)]
     return shlex.join(words)
+
+
+@cli.command(name="ls")
+@click.option("--stage-dir", type=click.Path(path_type=Path), help="The stage to list (default .extpack).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def ls_command(ctx, stage_dir, as_json):
+    """List what is staged: layers, extensions and their CPU, sizes."""
+    import json
+
+    from extpack.listing import ls_json, staged
+    from extpack.report import human_size, table
+
+    stage_dir = _pick(stage_dir, _config(ctx), "stage-dir", Path(".extpack"))
+    manifest, extensions = staged(stage_dir)
+    if as_json:
+        click.echo(json.dumps(ls_json(stage_dir, manifest, extensions), indent=2))
+        return
+    click.echo(table(["#", "LAYER", "VERSION", "ARCH", "ZIP", "UNZIPPED", "FILES", "SHA256"], [
+        [str(layer["index"] + 1), layer["arn"] or layer["source"], str(layer["version"] or "-"),
+         ",".join(layer["architectures"]) or "-", human_size(layer["size"]), human_size(layer["unzipped_size"]),
+         str(layer["files"]), layer["sha256"][:12]]
+        for layer in manifest["layers"]]))
+    click.echo()
+    if extensions:
+        click.echo(table(["EXTENSION", "CPU", "SIZE"], [
+            [f"/opt/extensions/{ext.name}" + (f" -> {ext.target}" if ext.target else ""), ext.cpu,
+             human_size(ext.size)] for ext in extensions]))
+    else:
+        click.echo("no extensions in /opt/extensions")
+    click.echo(f"\ntotal: {len(manifest['files'])} entries, {human_size(manifest['total_size'])} unzipped "
+               f"({manifest['arch']})")
+
+
+@cli.command()
+@click.option("--stage-dir", type=click.Path(path_type=Path), help="The stage to check (default .extpack).")
+@click.option("--lock", "lock_path", type=click.Path(path_type=Path), help="Lock file (default extpack.lock).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Blob cache to check.")
+@click.option("--no-cache", is_flag=True, help="Do not check the cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def verify(ctx, stage_dir, lock_path, cache_dir, no_cache, as_json):
+    """Check the stage against its manifest and the lock, and cached zips against their sha256."""
+    import json
+
+    from extpack.cache import Cache, default_cache_dir
+    from extpack.exceptions import DriftError
+    from extpack.verify import verify as run_verify
+
+    config = _config(ctx)
+    stage_dir = _pick(stage_dir, config, "stage-dir", Path(".extpack"))
+    cache = None if no_cache else Cache(_pick(cache_dir, config, "cache-dir") or default_cache_dir())
+    result = run_verify(stage_dir, _pick(lock_path, config, "lock", Path("extpack.lock")), cache)
+    if as_json:
+        click.echo(json.dumps({"schema": "extpack.verify/v1", "ok": not result.differences,
+                               "differences": result.differences, "notes": result.notes,
+                               "files_checked": result.files_checked, "blobs_checked": result.blobs_checked},
+                              indent=2))
+    else:
+        for line in result.differences:
+            click.echo(line)
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
+    if result.differences:
+        raise DriftError(f"{len(result.differences)} difference(s) between {stage_dir}, its lock and the cache: "
+                         "run extpack fetch to restore the stage")
+    if not as_json:
+        click.echo(f"ok: {result.files_checked} entries and {result.blobs_checked} cached zips match")
+
+
+@cli.group()
+def cache():
+    """Inspect or prune the blob cache."""
+
+
+def _cache_from(ctx, cache_dir):
+    from extpack.cache import Cache, default_cache_dir
+
+    return Cache(_pick(cache_dir, _config(ctx), "cache-dir") or default_cache_dir())
+
+
+_cache_dir_option = click.option("--cache-dir", type=click.Path(path_type=Path), help="The cache (default: "
+                                 "$EXTPACK_CACHE_DIR or the user cache dir).")
+
+
+@cache.command(name="path")
+@_cache_dir_option
+@click.pass_context
+def cache_path(ctx, cache_dir):
+    """Print where the cache is."""
+    click.echo(str(_cache_from(ctx, cache_dir).root))
+
+
+@cache.command(name="ls")
+@_cache_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def cache_ls(ctx, cache_dir, as_json):
+    """List cached layer zips with sizes."""
+    import json
+    import time
+
+    from extpack.report import human_size, table
+
+    blobs = list(_cache_from(ctx, cache_dir).blobs())
+    if as_json:
+        click.echo(json.dumps({"schema": "extpack.cache/v1", "blobs": [
+            {"sha256": b.sha256, "size": b.size, "last_used": int(b.last_used)} for b in blobs]}, indent=2))
+        return
+    rows = [[b.sha256[:16], human_size(b.size), time.strftime("%Y-%m-%d %H:%M", time.gmtime(b.last_used))]
+            for b in blobs]
+    click.echo(table(["SHA256", "SIZE", "LAST USED (UTC)"], rows))
+    click.echo(f"{len(blobs)} blobs, {human_size(sum(b.size for b in blobs))}")
+
+
+@cache.command(name="prune")
+@_cache_dir_option
+@click.option("--older-than", type=float, metavar="DAYS", help="Remove zips unused for this many days.")
+@click.option("--all", "remove_all", is_flag=True, help="Remove every cached zip.")
+@click.pass_context
+def cache_prune(ctx, cache_dir, older_than, remove_all):
+    """Remove cached zips (all, or those unused for DAYS)."""
+    from extpack.exceptions import UsageError
+    from extpack.report import human_size
+
+    if remove_all == (older_than is not None):
+        raise UsageError("cache prune needs exactly one of --all or --older-than DAYS")
+    removed = _cache_from(ctx, cache_dir).prune(older_than_days=None if remove_all else older_than)
+    click.echo(f"removed {len(removed)} blobs, {human_size(sum(b.size for b in removed))}")

@@ -125,8 +125,11 @@ def read_manifest(stage_dir: Path) -> dict | None:
     return data if isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA else None
 
 
-def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50) -> list[str]:
-    """What on disk differs from the manifest: missing, extra or changed entries (by stat)."""
+def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50, contents: bool = False) -> list[str]:
+    """What on disk differs from the manifest: missing, extra or changed entries.
+
+    By stat (type, mode, size, mtime, link target) unless `contents`, which also hashes files.
+    """
     opt = stage_dir / "opt"
     expected = {entry["path"]: entry for entry in manifest.get("files", [])}
     problems: list[str] = []
@@ -142,7 +145,7 @@ def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50) -> li
             if entry is None:
                 problems.append(f"extra: /opt/{rel}")
                 continue
-            problem = _entry_difference(full, entry)
+            problem = _entry_difference(full, entry, contents)
             if problem:
                 problems.append(f"changed: /opt/{rel} ({problem})")
         if len(problems) >= limit:
@@ -151,7 +154,7 @@ def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50) -> li
     return problems[:limit]
 
 
-def _entry_difference(full: str, entry: dict) -> str | None:
+def _entry_difference(full: str, entry: dict, contents: bool) -> str | None:
     st = os.lstat(full)
     kind = "symlink" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else \
         "file" if stat.S_ISREG(st.st_mode) else "other"
@@ -168,6 +171,10 @@ def _entry_difference(full: str, entry: dict) -> str | None:
         return f"mode {mode}, expected {entry['mode']}"
     if st.st_size != entry["size"]:
         return f"size {st.st_size}, expected {entry['size']}"
+    if contents:
+        from extpack.cache import sha256_file
+
+        return None if sha256_file(Path(full)) == entry["sha256"] else "content differs"
     if int(st.st_mtime) != entry.get("mtime", int(st.st_mtime)):
         return "modified since it was staged"
     return None

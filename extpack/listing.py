@@ -1,0 +1,60 @@
+"""The `ls` command: what is staged — layers, extensions (with their CPU), sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from extpack.elf import HEADER_BYTES, elf_arch
+from extpack.exceptions import UsageError
+from extpack.stage import EXTENSIONS_DIR, read_manifest
+
+LS_SCHEMA = "extpack.ls/v1"
+
+
+@dataclass(frozen=True)
+class Extension:
+    name: str
+    type: str
+    cpu: str  # from the ELF header; "script" for #! files, "-" when neither
+    size: int
+    target: str | None
+
+
+def staged(stage_dir: Path) -> tuple[dict, list[Extension]]:
+    manifest = read_manifest(stage_dir)
+    if manifest is None:
+        raise UsageError(f"no stage at {stage_dir}: run extpack fetch first")
+    extensions = []
+    for entry in manifest["files"]:
+        parent, _, name = entry["path"].rpartition("/")
+        if parent != EXTENSIONS_DIR:
+            continue
+        extensions.append(Extension(name, entry["type"], _cpu(stage_dir / "opt" / entry["path"]), entry["size"],
+                                    entry["target"]))
+    return manifest, extensions
+
+
+def _cpu(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:  # follows a symlink to what Lambda would run
+            head = handle.read(HEADER_BYTES)
+    except OSError:
+        return "-"
+    if head.startswith(b"#!"):
+        return "script"
+    return elf_arch(head) or "-"
+
+
+def ls_json(stage_dir: Path, manifest: dict, extensions: list[Extension]) -> dict:
+    return {
+        "schema": LS_SCHEMA,
+        "stage": str(stage_dir),
+        "arch": manifest["arch"],
+        "layers": [{key: layer[key] for key in ("index", "source", "arn", "name", "version", "sha256", "size",
+                                                "unzipped_size", "architectures", "files")}
+                   for layer in manifest["layers"]],
+        "extensions": [ext.__dict__ for ext in extensions],
+        "files": len(manifest["files"]),
+        "total_size": manifest["total_size"],
+    }

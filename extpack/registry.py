@@ -1,0 +1,337 @@
+"""Push an image (or a multi-arch index) with the OCI distribution API.
+
+Order: ping `/v2/` (learns the auth scheme; fails fast on a wrong address), then per
+blob HEAD (skip what the registry has) -> POST an upload -> one monolithic PUT
+`?digest=`, then the manifests by digest and the tag last, so a tag never points at
+something half-pushed. Auth: none, Basic, or the Bearer token dance, credentials
+looked up only when the registry asks for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote, urljoin
+
+import requests
+
+from .exceptions import DownloadError, UsageError
+from .oci import MEDIA_INDEX, MEDIA_MANIFEST, Blob, iter_push_order, target_for
+from .registry_auth import DOCKER_HUB, DOCKER_HUB_API, Credentials, find_credentials, parse_challenge
+
+if TYPE_CHECKING:
+    from .image import ImageBuild
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+_ATTEMPTS = 3
+_MANIFEST_ACCEPT = ", ".join([MEDIA_MANIFEST, MEDIA_INDEX])
+
+
+class RegistryError(DownloadError):
+    """The registry could not be reached or refused the push (exit 4, as other HTTP errors)."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    registry: str  # as written by the user, e.g. "127.0.0.1:5000" or "docker.io"
+    repository: str
+    tag: str
+
+    @property
+    def api_host(self) -> str:
+        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    def __str__(self) -> str:
+        return f"{self.registry}/{self.repository}:{self.tag}"
+
+
+def parse_ref(ref: str) -> ImageRef:
+    """`host[:port]/path/name[:tag]`; no host means Docker Hub (and `library/` for one name)."""
+    if "@" in ref:
+        raise UsageError(f"cannot push to {ref!r}: a push needs a tag, not a digest (e.g. HOST/NAME:TAG)")
+    first, sep, rest = ref.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        registry, path = first, rest
+    else:
+        registry, path = DOCKER_HUB, ref
+    name, tag = path, "latest"
+    if ":" in path.rsplit("/", 1)[-1]:
+        name, tag = path.rsplit(":", 1)
+    comp = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    if not re.fullmatch(comp + r"(?:/" + comp + r")*", name) or not re.fullmatch(r"\w[\w.-]{0,127}", tag):
+        raise UsageError(f"bad image reference {ref!r}: use HOST[:PORT]/NAME:TAG with a lower-case name")
+    if registry == DOCKER_HUB and "/" not in name:
+        name = "library/" + name
+    return ImageRef(registry, name, tag)
+
+
+@dataclass
+class PushResult:
+    digest: str  # what the tag points at: the manifest, or the index for several builds
+    reference: str
+    uploaded: list[str] = field(default_factory=list)  # blob digests sent
+    skipped: list[str] = field(default_factory=list)  # blob digests the registry already had
+
+
+Body = Callable[[], IO[bytes] | bytes] | None
+
+
+class _Client:
+    def __init__(
+        self, ref: ImageRef, *, insecure: bool, auth: Credentials | None, session: requests.Session, timeout: float
+    ) -> None:
+        self.ref = ref
+        self.base = f"{'http' if insecure else 'https'}://{ref.api_host}/v2/"
+        self.insecure = insecure
+        self.session = session
+        self.timeout = timeout
+        self._creds = auth
+        self._creds_looked_up = auth is not None
+        self._auth_header: str | None = None
+
+    # -- errors ----------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"registry {self.ref.registry}"
+
+    def _connection_error(self, e: requests.RequestException) -> RegistryError:
+        if isinstance(e, requests.exceptions.SSLError):
+            hint = (
+                "if it serves plain HTTP (a local registry), pass --insecure-registry"
+                if not self.insecure
+                else "check its certificate"
+            )
+            return RegistryError(f"TLS handshake with {self._where()} failed: {hint}")
+        if isinstance(e, requests.Timeout):
+            return RegistryError(f"{self._where()} did not answer in {self.timeout:.0f} s: check it is up and reachable")
+        reason = "connection refused" if "refused" in str(e).lower() else e.__class__.__name__
+        hint = "check the host and port and that the registry is running"
+        if not self.insecure:
+            hint += "; for a plain-HTTP registry pass --insecure-registry"
+        return RegistryError(f"{self._where()} is unreachable ({reason}): {hint}")
+
+    def _status_error(self, r: requests.Response, action: str) -> RegistryError:
+        code, message = "", ""
+        try:
+            errors = r.json().get("errors") or []
+            if errors:
+                code, message = str(errors[0].get("code", "")), str(errors[0].get("message", ""))
+        except (ValueError, AttributeError):
+            pass
+        detail = " ".join(f"{code} {message}".split())[:200]
+        detail = f" {detail}" if detail else ""
+        host = self.ref.registry
+        if r.status_code == 401:
+            src = f" from {self._creds.source}" if self._creds else ""
+            hint = (
+                f"the credentials{src} were refused: run `docker login {host}` again"
+                if self._creds
+                else f"no credentials for {host}: run `docker login {host}` (extpack reads ~/.docker/config.json)"
+            )
+            return RegistryError(f"{self._where()} refused {action} (HTTP 401{detail}): {hint}")
+        if r.status_code == 403:
+            return RegistryError(
+                f"{self._where()} denied {action} (HTTP 403{detail}): "
+                f"check that your account may push to {self.ref.repository}"
+            )
+        if r.status_code == 404 and action.startswith("starting"):
+            return RegistryError(
+                f"{self._where()} has no repository {self.ref.repository} (HTTP 404{detail}): create it first"
+            )
+        return RegistryError(f"{self._where()} answered HTTP {r.status_code}{detail} to {action}: retry, or check the registry's logs")
+
+    # -- transport -------------------------------------------------------------------
+
+    def request(
+        self, method: str, url: str, action: str, *, body: Body = None, headers: dict[str, str] | None = None,
+        ok: Sequence[int] = (200, 201, 202, 204), allow: Sequence[int] = (), retry: bool = True,
+    ) -> requests.Response:
+        """One logical request: auth challenges answered once, transient errors retried."""
+        answered_challenge = False
+        attempt = 0
+        while True:
+            attempt += 1
+            h = dict(headers or {})
+            if self._auth_header:
+                h["Authorization"] = self._auth_header
+            data = body() if body else None
+            try:
+                r = self.session.request(method, url, data=data, headers=h, timeout=self.timeout, allow_redirects=True)
+            except requests.RequestException as e:
+                if retry and attempt < _ATTEMPTS and not isinstance(e, requests.exceptions.SSLError):
+                    time.sleep(0.5 * attempt)
+                    continue
+                raise self._connection_error(e) from None
+            finally:
+                if data is not None and hasattr(data, "close"):
+                    data.close()
+            if r.status_code == 401 and not answered_challenge and "WWW-Authenticate" in r.headers:
+                answered_challenge = True
+                self._authorize(r.headers["WWW-Authenticate"], action)
+                continue
+            if retry and r.status_code in _RETRY_STATUS and attempt < _ATTEMPTS:
+                after = r.headers.get("Retry-After", "")
+                time.sleep(min(float(after), 10.0) if after.isdigit() else 0.5 * attempt)
+                continue
+            if r.status_code in ok or r.status_code in allow:
+                return r
+            raise self._status_error(r, action)
+
+    def _credentials(self) -> Credentials | None:
+        if not self._creds_looked_up:
+            self._creds_looked_up = True
+            self._creds = find_credentials(self.ref.registry)
+            if self._creds:
+                log.debug("using credentials from %s for %s", self._creds.source, self.ref.registry)
+        return self._creds
+
+    def _authorize(self, challenge: str, action: str) -> None:
+        scheme, params = parse_challenge(challenge)
+        creds = self._credentials()
+        if scheme == "basic":
+            if creds is None or creds.identity_token:
+                raise RegistryError(
+                    f"{self._where()} needs a login for {action}: run `docker login {self.ref.registry}`"
+                )
+            self._auth_header = creds.basic_header()
+            return
+        if scheme != "bearer" or "realm" not in params:
+            raise RegistryError(f"{self._where()} asks for an unsupported auth scheme {scheme!r}: use docker to push")
+        # Ask for push rights up front: the challenge to a HEAD names only "pull".
+        scopes = [f"repository:{self.ref.repository}:pull,push"]
+        if params.get("scope") and params["scope"] not in scopes:
+            scopes.append(params["scope"])
+        realm = params["realm"]
+        try:
+            if creds is not None and creds.identity_token:
+                r = self.session.post(realm, timeout=self.timeout, data={
+                    "grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                    "service": params.get("service", ""), "scope": " ".join(scopes), "client_id": "extpack",
+                })
+            else:
+                q = {"scope": scopes, "service": params.get("service", "")}
+                q = {k: v for k, v in q.items() if v}
+                basic = (creds.username, creds.password) if creds else None
+                r = self.session.get(realm, params=q, auth=basic, timeout=self.timeout)
+        except requests.RequestException as e:
+            raise RegistryError(
+                f"the token service of {self._where()} is unreachable ({e.__class__.__name__}): check the network"
+            ) from None
+        if r.status_code in (401, 403):
+            hint = (
+                f"the credentials from {creds.source} were refused: run `docker login {self.ref.registry}` again"
+                if creds
+                else f"run `docker login {self.ref.registry}` (extpack reads ~/.docker/config.json)"
+            )
+            raise RegistryError(f"{self._where()} token service refused {action} (HTTP {r.status_code}): {hint}")
+        if r.status_code != 200:
+            raise RegistryError(f"{self._where()} token service answered HTTP {r.status_code}: retry later")
+        try:
+            token = r.json().get("token") or r.json().get("access_token")
+        except ValueError:
+            token = None
+        if not token:
+            raise RegistryError(f"{self._where()} token service sent no token: retry, or push with docker")
+        self._auth_header = f"Bearer {token}"
+
+    # -- the distribution API --------------------------------------------------------
+
+    def ping(self) -> None:
+        # no retries: a wrong address or a stopped registry should fail at once
+        self.request("GET", self.base, f"connecting to {self.ref.registry}", retry=False)
+
+    def ensure_blob(self, blob: Blob) -> bool:
+        """Upload `blob` unless the registry has it; True when it was uploaded."""
+        repo = self.ref.repository
+        head = self.request(
+            "HEAD", f"{self.base}{repo}/blobs/{blob.digest}", f"checking blob {blob.digest[:19]}", allow=(404,)
+        )
+        if head.status_code == 200:
+            return False
+        start = self.request(
+            "POST", f"{self.base}{repo}/blobs/uploads/", f"starting an upload to {repo}", ok=(202,)
+        )
+        location = start.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{self._where()} sent no upload location: it does not speak the OCI distribution API")
+        url = urljoin(self.base, location)
+        url += ("&" if "?" in url else "?") + "digest=" + quote(blob.digest, safe="")
+        self.request(
+            "PUT", url, f"uploading blob {blob.digest[:19]} ({blob.size} bytes)", body=blob.open,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)}, ok=(201, 204),
+        )
+        return True
+
+    def put_manifest(self, blob: Blob, reference: str) -> str:
+        assert blob.data is not None
+        r = self.request(
+            "PUT", f"{self.base}{self.ref.repository}/manifests/{reference}", f"putting the manifest {reference}",
+            body=lambda: blob.data or b"", headers={"Content-Type": blob.media_type}, ok=(200, 201),
+        )
+        got = r.headers.get("Docker-Content-Digest")
+        if got and got != blob.digest:
+            raise RegistryError(
+                f"{self._where()} stored the manifest as {got}, not {blob.digest}: it rewrote it; push with docker"
+            )
+        return blob.digest
+
+
+def push_image(
+    builds: ImageBuild | Sequence[ImageBuild],
+    ref: str,
+    *,
+    insecure: bool = False,
+    auth: Credentials | None = None,
+    session: requests.Session | None = None,
+    timeout: float = 300.0,
+) -> PushResult:
+    """Push one build (an image manifest) or several (an index, one manifest per platform)."""
+    target = target_for(builds)
+    image_ref = parse_ref(ref)
+    own_session = session is None
+    session = session or requests.Session()
+    client = _Client(image_ref, insecure=insecure, auth=auth, session=session, timeout=timeout)
+    result = PushResult(target.digest, f"{image_ref}@{target.digest}")
+    try:
+        client.ping()
+        for blob in iter_push_order(target):
+            if blob.media_type in (MEDIA_MANIFEST, MEDIA_INDEX):
+                # by digest first; the tag is put last, below
+                if blob is not target.top:
+                    client.put_manifest(blob, blob.digest)
+                continue
+            if client.ensure_blob(blob):
+                log.info("uploaded %s (%d bytes) to %s", blob.digest, blob.size, image_ref.registry)
+                result.uploaded.append(blob.digest)
+            else:
+                log.info("%s already in %s: skipped", blob.digest, image_ref.registry)
+                result.skipped.append(blob.digest)
+        client.put_manifest(target.top, image_ref.tag)
+    finally:
+        if own_session:
+            session.close()
+    return result
+
+
+def push(
+    builds: ImageBuild | Sequence[ImageBuild],
+    ref: str,
+    *,
+    insecure: bool = False,
+    auth: Credentials | None = None,
+    session: requests.Session | None = None,
+) -> str:
+    """Push and return the digest the tag now points at."""
+    return push_image(builds, ref, insecure=insecure, auth=auth, session=session).digest
+
+
+def registry_json(result: PushResult) -> dict[str, Any]:
+    """What `extpack image --push --json` prints."""
+    return {"digest": result.digest, "reference": result.reference,
+            "uploaded": result.uploaded, "skipped": result.skipped}

@@ -1,0 +1,58 @@
+"""The `verify` command: the stage against its manifest and the lock, the cache against sha256."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from extpack.cache import Cache, sha256_file
+from extpack.exceptions import UsageError
+from extpack.lock import read_lock
+from extpack.stage import read_manifest, stage_differences
+
+
+@dataclass
+class Verification:
+    differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    files_checked: int = 0
+    blobs_checked: int = 0
+
+
+def verify(stage_dir: Path, lock_path: Path, cache: Cache | None) -> Verification:
+    manifest = read_manifest(stage_dir)
+    if manifest is None:
+        raise UsageError(f"no stage at {stage_dir}: run extpack fetch first")
+    lock = read_lock(lock_path)
+    result = Verification(files_checked=len(manifest["files"]))
+    result.differences += stage_differences(stage_dir, manifest, limit=1000, contents=True)
+    if lock is None:
+        result.notes.append(f"no lock at {lock_path}: only the stage was checked")
+    else:
+        staged = [(layer["source"], layer["sha256"]) for layer in manifest["layers"]]
+        locked = [(layer.source, layer.sha256) for layer in lock.layers]
+        if lock.arch != manifest["arch"]:
+            result.differences.append(f"arch: the lock says {lock.arch}, the stage is {manifest['arch']}")
+        for position in range(max(len(staged), len(locked))):
+            have = staged[position] if position < len(staged) else None
+            want = locked[position] if position < len(locked) else None
+            if have != want:
+                result.differences.append(
+                    f"layer {position + 1}: the lock has {_describe(want)}, the stage has {_describe(have)}")
+    if cache is not None and lock is not None:
+        for layer in lock.layers:
+            if layer.kind == "zip":
+                continue
+            blob = cache.lookup(layer.sha256)
+            if blob is None:
+                result.notes.append(f"{layer.arn or layer.source}: not in the cache (fetch will download it)")
+                continue
+            result.blobs_checked += 1
+            if sha256_file(blob) != layer.sha256:
+                result.differences.append(f"cache: the blob for {layer.arn or layer.source} is corrupt "
+                                          "(run extpack cache prune --all, then fetch)")
+    return result
+
+
+def _describe(item: tuple[str, str] | None) -> str:
+    return "nothing" if item is None else f"{item[0]} (sha256 {item[1][:12]})"
