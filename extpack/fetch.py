@@ -111,7 +111,7 @@ class Fetcher:
             pins = self._frozen_pins(sources, lock)
         else:
             usable = lock if lock is not None and lock.arch == options.arch else None
-            pins = [usable.find(s.text) if usable else None for s in sources]
+            pins = [usable.find(s.display) if usable else None for s in sources]
 
         fast = self._unchanged_result(sources, pins, lock)
         if fast is not None:
@@ -126,7 +126,7 @@ class Fetcher:
         if lock.arch != self.options.arch:
             differences.append(f"arch: the lock is for {lock.arch}, this fetch is for {self.options.arch}")
         locked_sources = [layer.source for layer in lock.layers]
-        wanted = [s.text for s in sources]
+        wanted = [s.display for s in sources]
         for position in range(max(len(wanted), len(locked_sources))):
             want = wanted[position] if position < len(wanted) else None
             have = locked_sources[position] if position < len(locked_sources) else None
@@ -267,7 +267,8 @@ class Fetcher:
         expected = Expected(pin.sha256 if pin else None, pin.size if pin else None,
                             _zip_size_bound(self.options.max_layer_size))
         blob, sha, temporary = self._fetch_to_blob(index, source.text, expected, display=source.display)
-        locked = LockedLayer(source.text, "url", sha, blob.stat().st_size)
+        # The lock keeps the URL without its query: a signed query is a credential, and it expires.
+        locked = LockedLayer(source.display, "url", sha, blob.stat().st_size)
         return _Obtained(locked, blob, False, temporary)
 
     def _fetch_to_blob(self, index, url, expected: Expected, *, display: str, refresh=None) -> tuple[Path, str, bool]:
@@ -310,5 +311,5 @@ def _layer_record(index: int, source: Source, locked: LockedLayer, files: int, u
         name = source.path.stem
     else:
         name = Path(source.display.rstrip("/")).stem or "layer"
-    return staging.LayerRecord(index, source.text, source.kind, locked.arn, name, locked.version, locked.sha256,
+    return staging.LayerRecord(index, source.display, source.kind, locked.arn, name, locked.version, locked.sha256,
                                locked.size, unzipped, locked.architectures, files)
