@@ -135,6 +135,8 @@ def read_stage(stage_dir: Path, arch: str | None = None) -> Stage:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UsageError(f"{manifest_path} is unreadable ({e}): run extpack fetch again") from e
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("layers", []), list):
+        raise UsageError(f"{manifest_path} is not an extpack stage manifest: run extpack fetch again")
     staged_arch = manifest.get("arch")
     want = normalize_arch(arch) if arch else None
     if staged_arch:

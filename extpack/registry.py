@@ -21,7 +21,13 @@ import requests
 
 from .exceptions import DownloadError, UsageError
 from .oci import MEDIA_INDEX, MEDIA_MANIFEST, Blob, iter_push_order, target_for
-from .registry_auth import DOCKER_HUB, DOCKER_HUB_API, Credentials, find_credentials, parse_challenge
+from .registry_auth import (
+    DOCKER_HUB,
+    DOCKER_HUB_API,
+    Credentials,
+    find_credentials,
+    parse_challenge,
+)
 
 if TYPE_CHECKING:
     from .image import ImageBuild
@@ -30,7 +36,6 @@ log = logging.getLogger(__name__)
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _ATTEMPTS = 3
-_MANIFEST_ACCEPT = ", ".join([MEDIA_MANIFEST, MEDIA_INDEX])
 
 
 class RegistryError(DownloadError):
@@ -90,7 +95,9 @@ class _Client:
         self.base = f"{'http' if insecure else 'https'}://{ref.api_host}/v2/"
         self.insecure = insecure
         self.session = session
+        # connect quickly or fail (a black-holed host), but let a big blob take its time
         self.timeout = timeout
+        self._timeouts = (min(30.0, timeout), timeout)
         self._creds = auth
         self._creds_looked_up = auth is not None
         self._auth_header: str | None = None
@@ -116,6 +123,13 @@ class _Client:
             hint += "; for a plain-HTTP registry pass --insecure-registry"
         return RegistryError(f"{self._where()} is unreachable ({reason}): {hint}")
 
+    def _login_hint(self) -> str:
+        host = self.ref.registry
+        if self._creds is None:
+            return f"no credentials for {host}: run `docker login {host}` (extpack reads ~/.docker/config.json)"
+        src = "given" if self._creds.source == "given" else f"from {self._creds.source}"
+        return f"the credentials {src} were refused: run `docker login {host}` again"
+
     def _status_error(self, r: requests.Response, action: str) -> RegistryError:
         code, message = "", ""
         try:
@@ -126,18 +140,12 @@ class _Client:
             pass
         detail = " ".join(f"{code} {message}".split())[:200]
         detail = f" {detail}" if detail else ""
-        host = self.ref.registry
         if r.status_code == 401:
-            src = f" from {self._creds.source}" if self._creds else ""
-            hint = (
-                f"the credentials{src} were refused: run `docker login {host}` again"
-                if self._creds
-                else f"no credentials for {host}: run `docker login {host}` (extpack reads ~/.docker/config.json)"
-            )
-            return RegistryError(f"{self._where()} refused {action} (HTTP 401{detail}): {hint}")
+            return RegistryError(f"{self._where()} refused access to {self.ref.repository} (HTTP 401{detail}, {action}): "
+                                 + self._login_hint())
         if r.status_code == 403:
             return RegistryError(
-                f"{self._where()} denied {action} (HTTP 403{detail}): "
+                f"{self._where()} denied access to {self.ref.repository} (HTTP 403{detail}, {action}): "
                 f"check that your account may push to {self.ref.repository}"
             )
         if r.status_code == 404 and action.startswith("starting"):
@@ -162,7 +170,7 @@ class _Client:
                 h["Authorization"] = self._auth_header
             data = body() if body else None
             try:
-                r = self.session.request(method, url, data=data, headers=h, timeout=self.timeout, allow_redirects=True)
+                r = self.session.request(method, url, data=data, headers=h, timeout=self._timeouts, allow_redirects=True)
             except requests.RequestException as e:
                 if retry and attempt < _ATTEMPTS and not isinstance(e, requests.exceptions.SSLError):
                     time.sleep(0.5 * attempt)
@@ -194,6 +202,7 @@ class _Client:
     def _authorize(self, challenge: str, action: str) -> None:
         scheme, params = parse_challenge(challenge)
         creds = self._credentials()
+        self._creds = creds
         if scheme == "basic":
             if creds is None or creds.identity_token:
                 raise RegistryError(
@@ -210,7 +219,7 @@ class _Client:
         realm = params["realm"]
         try:
             if creds is not None and creds.identity_token:
-                r = self.session.post(realm, timeout=self.timeout, data={
+                r = self.session.post(realm, timeout=self._timeouts, data={
                     "grant_type": "refresh_token", "refresh_token": creds.identity_token,
                     "service": params.get("service", ""), "scope": " ".join(scopes), "client_id": "extpack",
                 })
@@ -218,18 +227,16 @@ class _Client:
                 q = {"scope": scopes, "service": params.get("service", "")}
                 q = {k: v for k, v in q.items() if v}
                 basic = (creds.username, creds.password) if creds else None
-                r = self.session.get(realm, params=q, auth=basic, timeout=self.timeout)
+                r = self.session.get(realm, params=q, auth=basic, timeout=self._timeouts)
         except requests.RequestException as e:
             raise RegistryError(
                 f"the token service of {self._where()} is unreachable ({e.__class__.__name__}): check the network"
             ) from None
         if r.status_code in (401, 403):
-            hint = (
-                f"the credentials from {creds.source} were refused: run `docker login {self.ref.registry}` again"
-                if creds
-                else f"run `docker login {self.ref.registry}` (extpack reads ~/.docker/config.json)"
+            raise RegistryError(
+                f"the token service of {self._where()} refused the login (HTTP {r.status_code}, {action}): "
+                + self._login_hint()
             )
-            raise RegistryError(f"{self._where()} token service refused {action} (HTTP {r.status_code}): {hint}")
         if r.status_code != 200:
             raise RegistryError(f"{self._where()} token service answered HTTP {r.status_code}: retry later")
         try:

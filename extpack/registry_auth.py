@@ -88,7 +88,7 @@ def _host_of_key(key: str) -> str:
 def _run_helper(name: str, server: str) -> Credentials | None:
     exe = f"docker-credential-{name}"
     try:
-        proc = subprocess.run([exe, "get"], input=server, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([exe, "get"], input=server, check=False, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
         raise UsageError(f"credential helper {exe} (named in {docker_config_path()}) is not on PATH: install it") from None
     except subprocess.TimeoutExpired:

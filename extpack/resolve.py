@@ -71,6 +71,9 @@ class LambdaResolver:
         arn = source.arn
         response = self._call(arn, "get_layer_version_by_arn", Arn=str(arn))
         content = response.get("Content") or {}
+        if not content.get("Location") or not content.get("CodeSha256"):
+            raise AwsError("the Lambda API answered without the layer's content location and checksum: "
+                           "check --endpoint-url / AWS_ENDPOINT_URL_LAMBDA", layer=str(arn))
         architectures = tuple(response.get("CompatibleArchitectures") or ())
         if architectures and arch not in architectures:
             raise LayerContentError(
@@ -92,14 +95,19 @@ class LambdaResolver:
         """The newest version compatible with `arch` (versions that declare none are compatible)."""
         client = self._client(arn.region)
         best = 0
+        seen = 0
         try:
             for page in client.get_paginator("list_layer_versions").paginate(LayerName=arn.layer_arn):
                 for item in page.get("LayerVersions", []):
+                    seen += 1
                     declared = item.get("CompatibleArchitectures") or []
                     if not declared or arch in declared:
                         best = max(best, int(item["Version"]))
         except Exception as exc:  # botocore raises several unrelated types; _aws_error sorts them
             raise _aws_error(exc, arn.layer_arn) from exc
+        if not seen:
+            raise AwsError("layer not found (it has no versions you can see): check the name, account and region",
+                           layer=arn.layer_arn)
         if not best:
             raise AwsError(f"no version of this layer is compatible with {arch}: check --arch", layer=arn.layer_arn)
         return best

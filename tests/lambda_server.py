@@ -41,7 +41,8 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal, Sequence, Union
+from typing import Any, Literal, Union
+from collections.abc import Sequence
 
 __all__ = [
     "API_FAULTS",
@@ -57,7 +58,9 @@ DEFAULT_ACCOUNT = "123456789012"
 API_PREFIX = "/2018-10-31/layers"
 BLOB_PREFIX = "/layer-blobs/"
 
-API_OPERATIONS = frozenset({"GetLayerVersionByArn", "GetLayerVersion", "ListLayerVersions"})
+API_OPERATIONS = frozenset(
+    {"GetLayerVersionByArn", "GetLayerVersion", "ListLayerVersions"}
+)
 
 # Which faults make sense where.  Status faults answer with an error status; body
 # faults change how (or whether) the body arrives.
@@ -95,9 +98,13 @@ _LAYER_ARN_RE = re.compile(
     r":layer:(?P<name>[a-zA-Z0-9-_]+)"
 )
 _LAYER_NAME_RE = re.compile(r"[a-zA-Z0-9-_]+")
-_MODEL_VERSION_ARN_PATTERN = r"arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+"
+_MODEL_VERSION_ARN_PATTERN = (
+    r"arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+"
+)
 # SigV4: "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/lambda/aws4_request, ..."
-_CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
+_CREDENTIAL_RE = re.compile(
+    r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request"
+)
 
 _CHUNK = 64 * 1024
 _OVERSIZE_EXTRA = 8 * 1024 * 1024
@@ -150,7 +157,11 @@ class LayerVersion:
     @property
     def code_sha256(self) -> str:
         """What the API advertises as ``Content.CodeSha256``."""
-        return self.advertised_sha256 if self.advertised_sha256 is not None else self.sha256_b64
+        return (
+            self.advertised_sha256
+            if self.advertised_sha256 is not None
+            else self.sha256_b64
+        )
 
     @property
     def code_size(self) -> int:
@@ -266,7 +277,9 @@ def _s3_error_xml(code: str, message: str, **extra: str) -> bytes:
         f"<RequestId>{secrets.token_hex(8).upper()}</RequestId>",
         f"<HostId>{base64.b64encode(secrets.token_bytes(48)).decode()}</HostId>",
     ]
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error>' + "".join(parts) + "</Error>").encode()
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>' + "".join(parts) + "</Error>"
+    ).encode()
 
 
 _HTML_PAGE = (
@@ -491,7 +504,9 @@ class FakeLambda:
             if version is None:
                 version = max(versions, default=0) + 1
             if version < 1 or version in versions:
-                raise ValueError(f"{lv.layer_arn} version {version} is invalid or taken")
+                raise ValueError(
+                    f"{lv.layer_arn} version {version} is invalid or taken"
+                )
             lv.version = version
             lv.created_date = created_date or _created_date(version)
             versions[version] = lv
@@ -637,8 +652,12 @@ class FakeLambda:
                     found.append(f"in text {_excerpt(item, self.secret_marker)!r}")
                 continue
             root = Path(item)
-            files = [root] if root.is_file() else sorted(
-                p for p in root.rglob("*") if p.is_file() and not p.is_symlink()
+            files = (
+                [root]
+                if root.is_file()
+                else sorted(
+                    p for p in root.rglob("*") if p.is_file() and not p.is_symlink()
+                )
             )
             found += [f"in file {p}" for p in files if self.find_leaks(p.read_bytes())]
         if found:
@@ -646,7 +665,14 @@ class FakeLambda:
 
     # ------------------------------------------------------------------ request path
 
-    def _record(self, h: _Handler, operation: str, status: int, fault: str | None, layer: str | None) -> None:
+    def _record(
+        self,
+        h: _Handler,
+        operation: str,
+        status: int,
+        fault: str | None,
+        layer: str | None,
+    ) -> None:
         auth = h.headers.get("Authorization", "")
         m = _CREDENTIAL_RE.search(auth)
         rec = RequestRecord(
@@ -664,14 +690,18 @@ class FakeLambda:
         with self._lock:
             self._requests.append(rec)
 
-    def _take_fault(self, target: Target, subject: _Subject | None, method: str) -> Injection | None:
+    def _take_fault(
+        self, target: Target, subject: _Subject | None, method: str
+    ) -> Injection | None:
         with self._lock:
             for inj in self._injections:
                 if inj.remaining <= 0 or inj.target != target:
                     continue
                 if method == "HEAD" and inj.fault not in _HEAD_FAULTS:
                     continue
-                if inj.layer is not None and (subject is None or not _matches(inj.layer, subject)):
+                if inj.layer is not None and (
+                    subject is None or not _matches(inj.layer, subject)
+                ):
                     continue
                 inj.remaining -= 1
                 return inj
@@ -683,6 +713,11 @@ class FakeLambda:
 
     def _dispatch(self, h: _Handler) -> None:
         h.arrived = time.time()
+        # Nothing here takes a body, but an unread one would be parsed as the next
+        # request on this keep-alive connection.
+        length = int(h.headers.get("Content-Length") or 0)
+        if length:
+            h.rfile.read(length)
         split = urllib.parse.urlsplit(h.path)
         # Split before unquoting: an encoded "/" inside a segment stays inside it.
         raw_segments = split.path.split("/")
@@ -695,12 +730,14 @@ class FakeLambda:
 
     # ---- API
 
-    def _serve_api(self, h: _Handler, segments: list[str], query: dict[str, list[str]]) -> None:
+    def _serve_api(
+        self, h: _Handler, segments: list[str], query: dict[str, list[str]]
+    ) -> None:
         operation = "Unknown"
         subject: _Subject | None = None
         fault: Injection | None = None
         try:
-            # segments of "/2018-10-31/layers/x/versions/3" = ["", "2018-10-31", "layers", "x", "versions", "3"]
+            # "/2018-10-31/layers/x/versions/3" -> ["", "2018-10-31", "layers", "x", ...]
             if segments[1:3] != ["2018-10-31", "layers"] or h.command != "GET":
                 raise _ApiError(404, "UnknownOperationException", "Unknown operation")
             rest = segments[3:]
@@ -715,50 +752,90 @@ class FakeLambda:
 
             region = self._signing_region(h)
             if region is None:
-                raise _ApiError(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+                raise _ApiError(
+                    403,
+                    "MissingAuthenticationTokenException",
+                    "Missing Authentication Token",
+                )
             subject = self._subject(operation, rest, query, region)
             fault = self._take_fault("api", subject, h.command)
             if fault is not None and fault.fault in ("429-throttle", "500", "503"):
                 raise _fault_api_error(fault.fault)
+            if fault is not None and fault.fault == "html":
+                # A proxy answering in place of the API.
+                response = _html_response()
+                self._record(
+                    h, operation, 200, "html", subject.version_arn or subject.layer_arn
+                )
+                self._send(h, response, None)
+                return
 
             if operation == "ListLayerVersions":
                 body = self._list_versions(subject, query, region)
             else:
                 lv = self._resolve(subject, region)
                 body = self._version_body(lv, self._mint(lv))
-            response = _Response(200, [("Content-Type", "application/json")], json.dumps(body).encode())
+            response = _Response(
+                200, [("Content-Type", "application/json")], json.dumps(body).encode()
+            )
         except _ApiError as err:
-            payload: dict[str, Any] = {"Type": err.type_, "message": err.message, **err.extra}
+            payload: dict[str, Any] = {
+                "Type": err.type_,
+                "message": err.message,
+                **err.extra,
+            }
             response = _Response(
                 err.status,
-                [("Content-Type", "application/json"), ("x-amzn-ErrorType", err.code), *err.headers],
+                [
+                    ("Content-Type", "application/json"),
+                    ("x-amzn-ErrorType", err.code),
+                    *err.headers,
+                ],
                 json.dumps(payload).encode(),
             )
         response.headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
         layer_label = None
         if subject is not None:
             layer_label = subject.version_arn or subject.layer_arn
-        self._record(h, operation, response.status, fault.fault if fault else None, layer_label)
+        self._record(
+            h, operation, response.status, fault.fault if fault else None, layer_label
+        )
         self._send(h, response, fault)
 
-    def _subject(self, operation: str, rest: list[str], query: dict[str, list[str]], region: str) -> _Subject:
+    def _subject(
+        self, operation: str, rest: list[str], query: dict[str, list[str]], region: str
+    ) -> _Subject:
         if operation == "GetLayerVersionByArn":
             arn = (query.get("Arn") or [""])[0]
             m = _LAYER_VERSION_ARN_RE.fullmatch(arn)
             if not m or len(arn) > 140:
                 raise _validation_error(
-                    arn, "arn", "Member must satisfy regular expression pattern: " + _MODEL_VERSION_ARN_PATTERN
+                    arn,
+                    "arn",
+                    "Member must satisfy regular expression pattern: "
+                    + _MODEL_VERSION_ARN_PATTERN,
                 )
-            return _Subject(arn.rsplit(":", 1)[0], m["name"], arn, m["region"], m["account"])
+            return _Subject(
+                arn.rsplit(":", 1)[0], m["name"], arn, m["region"], m["account"]
+            )
 
         layer_name = rest[0]
         if len(layer_name) > 140 or not (
             _LAYER_ARN_RE.fullmatch(layer_name) or _LAYER_NAME_RE.fullmatch(layer_name)
         ):
-            raise _validation_error(layer_name, "layerName", "Member must satisfy regular expression pattern")
+            raise _validation_error(
+                layer_name,
+                "layerName",
+                "Member must satisfy regular expression pattern",
+            )
         m = _LAYER_ARN_RE.fullmatch(layer_name)
         if m:
-            layer_arn, name, lregion, account = layer_name, m["name"], m["region"], m["account"]
+            layer_arn, name, lregion, account = (
+                layer_name,
+                m["name"],
+                m["region"],
+                m["account"],
+            )
         else:
             # A bare name means "in the caller's account, in the region of the call".
             name, lregion, account = layer_name, region, self.caller_account
@@ -766,7 +843,9 @@ class FakeLambda:
         version_arn = None
         if operation == "GetLayerVersion":
             if not rest[2].isdigit():
-                raise _validation_error(rest[2], "versionNumber", "Member must be a number")
+                raise _validation_error(
+                    rest[2], "versionNumber", "Member must be a number"
+                )
             version_arn = f"{layer_arn}:{int(rest[2])}"
         return _Subject(layer_arn, name, version_arn, lregion, account)
 
@@ -778,7 +857,9 @@ class FakeLambda:
             return "aws-us-gov"
         return "aws"
 
-    def _access_denied(self, resource: str, action: str = "lambda:GetLayerVersion") -> _ApiError:
+    def _access_denied(
+        self, resource: str, action: str = "lambda:GetLayerVersion"
+    ) -> _ApiError:
         return _ApiError(
             403,
             "AccessDeniedException",
@@ -787,7 +868,9 @@ class FakeLambda:
             f"{action} action",
         )
 
-    def _check_access(self, subject: _Subject, region: str, resource: str, action: str) -> None:
+    def _check_access(
+        self, subject: _Subject, region: str, resource: str, action: str
+    ) -> None:
         with self._lock:
             denied = any(_matches(sel, subject) for sel in self._denied)
         if denied or (self.strict_region and subject.region != region):
@@ -795,34 +878,49 @@ class FakeLambda:
 
     def _resolve(self, subject: _Subject, region: str) -> LayerVersion:
         assert subject.version_arn is not None
-        self._check_access(subject, region, subject.version_arn, "lambda:GetLayerVersion")
+        self._check_access(
+            subject, region, subject.version_arn, "lambda:GetLayerVersion"
+        )
         try:
             return self.get_layer(subject.version_arn)
         except KeyError:
             if subject.account != self.caller_account:
                 # AWS will not confirm or deny a stranger's layer: 403, not 404.
                 raise self._access_denied(subject.version_arn) from None
-            raise _ApiError(404, "ResourceNotFoundException", "The resource you requested does not exist.") from None
+            raise _ApiError(
+                404,
+                "ResourceNotFoundException",
+                "The resource you requested does not exist.",
+            ) from None
 
-    def _list_versions(self, subject: _Subject, query: dict[str, list[str]], region: str) -> dict[str, Any]:
-        self._check_access(subject, region, subject.layer_arn, "lambda:ListLayerVersions")
+    def _list_versions(
+        self, subject: _Subject, query: dict[str, list[str]], region: str
+    ) -> dict[str, Any]:
+        self._check_access(
+            subject, region, subject.layer_arn, "lambda:ListLayerVersions"
+        )
         max_items_raw = (query.get("MaxItems") or ["50"])[0]
         if not max_items_raw.isdigit() or not 1 <= int(max_items_raw) <= 50:
             raise _validation_error(
-                max_items_raw, "maxItems", "Member must have value less than or equal to 50"
+                max_items_raw,
+                "maxItems",
+                "Member must have value less than or equal to 50",
             )
         max_items = int(max_items_raw)
-        arch = (query.get("CompatibleArchitecture") or [None])[0]
-        runtime = (query.get("CompatibleRuntime") or [None])[0]
+        arch = _first(query, "CompatibleArchitecture")
+        runtime = _first(query, "CompatibleRuntime")
         with self._lock:
             # Newest first, as AWS lists them.  An unknown layer lists as empty (200), not
             # 404: the caller has to turn "no versions" into "not found" itself.
-            versions = sorted(self._layers.get(subject.layer_arn, {}).values(), key=lambda v: -v.version)
+            versions = sorted(
+                self._layers.get(subject.layer_arn, {}).values(),
+                key=lambda v: -v.version,
+            )
         if arch:
             versions = [v for v in versions if arch in v.architectures]
         if runtime:
             versions = [v for v in versions if runtime in v.runtimes]
-        marker = (query.get("Marker") or [None])[0]
+        marker = _first(query, "Marker")
         if marker:
             start = _decode_marker(marker)
             versions = [v for v in versions if v.version <= start]
@@ -854,7 +952,11 @@ class FakeLambda:
 
     def _version_body(self, lv: LayerVersion, location: str) -> dict[str, Any]:
         return {
-            "Content": {"Location": location, "CodeSha256": lv.code_sha256, "CodeSize": lv.code_size},
+            "Content": {
+                "Location": location,
+                "CodeSha256": lv.code_sha256,
+                "CodeSize": lv.code_size,
+            },
             "LayerArn": lv.layer_arn,
             **self._common_members(lv),
         }
@@ -864,7 +966,9 @@ class FakeLambda:
         m = self.secret_marker
         token = f"{m}{secrets.token_hex(12)}"
         signature = (m + secrets.token_hex(32))[:64]
-        security_token = "SECRET" + m + base64.b64encode(secrets.token_bytes(96)).decode()
+        security_token = (
+            "SECRET" + m + base64.b64encode(secrets.token_bytes(96)).decode()
+        )
         now = _dt.datetime.now(_dt.timezone.utc)
         params = [
             ("versionId", secrets.token_urlsafe(24)),
@@ -873,12 +977,18 @@ class FakeLambda:
             ("X-Amz-Date", now.strftime("%Y%m%dT%H%M%SZ")),
             ("X-Amz-SignedHeaders", "host"),
             ("X-Amz-Expires", str(int(self.url_ttl))),
-            ("X-Amz-Credential", f"ASIA{m[:12].upper()}/{now:%Y%m%d}/{lv.region}/s3/aws4_request"),
+            (
+                "X-Amz-Credential",
+                f"ASIA{m[:12].upper()}/{now:%Y%m%d}/{lv.region}/s3/aws4_request",
+            ),
             ("X-Amz-Signature", signature),
         ]
-        url = f"{self.endpoint}{BLOB_PREFIX}{token}?{urllib.parse.urlencode(params, quote_via=urllib.parse.quote)}"
+        qs = urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+        url = f"{self.endpoint}{BLOB_PREFIX}{token}?{qs}"
         with self._lock:
-            self._grants[token] = _Grant(token, signature, url, lv, time.monotonic() + self.url_ttl)
+            self._grants[token] = _Grant(
+                token, signature, url, lv, time.monotonic() + self.url_ttl
+            )
             self._issued.append(url)
         return url
 
@@ -891,17 +1001,28 @@ class FakeLambda:
         if grant is not None:
             lv = grant.layer
             subject = _Subject(lv.layer_arn, lv.name, lv.arn, lv.region, lv.account)
-        fault = self._take_fault("download", subject, h.command) if h.command in ("GET", "HEAD") else None
+        fault = (
+            self._take_fault("download", subject, h.command)
+            if h.command in ("GET", "HEAD")
+            else None
+        )
         response: _Response
         if h.command not in ("GET", "HEAD"):
-            response = _xml_response(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
+            response = _xml_response(
+                405,
+                "MethodNotAllowed",
+                "The specified method is not allowed against this resource.",
+            )
         elif fault is not None and fault.fault in ("500", "503", "403-expired", "html"):
             response = _download_status_fault(fault.fault, self.url_ttl)
         elif grant is None:
-            response = _xml_response(404, "NoSuchKey", "The specified key does not exist.")
+            response = _xml_response(
+                404, "NoSuchKey", "The specified key does not exist."
+            )
         elif (query.get("X-Amz-Signature") or [""])[0] != grant.signature:
             response = _xml_response(
-                403, "SignatureDoesNotMatch",
+                403,
+                "SignatureDoesNotMatch",
                 "The request signature we calculated does not match the signature you provided.",
             )
         elif h.command == "HEAD" and not self.allow_head:
@@ -910,7 +1031,13 @@ class FakeLambda:
             response = _download_status_fault("403-expired", self.url_ttl)
         else:
             response = self._blob_response(h, grant.layer.data)
-        self._record(h, "Download", response.status, fault.fault if fault else None, grant.layer.arn if grant else None)
+        self._record(
+            h,
+            "Download",
+            response.status,
+            fault.fault if fault else None,
+            grant.layer.arn if grant else None,
+        )
         self._send(h, response, fault)
 
     @staticmethod
@@ -933,7 +1060,9 @@ class FakeLambda:
                 else:
                     start, end = max(len(data) - int(m[2]), 0), len(data) - 1
                 if start < len(data) and start <= end:
-                    headers.append(("Content-Range", f"bytes {start}-{end}/{len(data)}"))
+                    headers.append(
+                        ("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                    )
                     return _Response(206, headers, data[start : end + 1])
                 return _Response(416, [("Content-Range", f"bytes */{len(data)}")], b"")
         return _Response(200, headers, data)
@@ -951,7 +1080,10 @@ class FakeLambda:
         if kind == "drop-mid-body":
             send, ending = body[: len(body) // 2], "reset"
         elif kind == "truncate":
-            send, ending = body[: max(len(body) * 2 // 3, 0)] if len(body) > 1 else b"", "close"
+            send, ending = (
+                body[: max(len(body) * 2 // 3, 0)] if len(body) > 1 else b"",
+                "close",
+            )
         elif kind == "truncate-silent":
             send, declared, ending = body[: len(body) // 2], None, "close"
         elif kind == "oversize":
@@ -963,7 +1095,11 @@ class FakeLambda:
             send = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1 :]
         elif kind == "stall":
             send, ending = b"", "close"
-            stall = fault.stall_seconds if fault and fault.stall_seconds is not None else self.default_stall_seconds
+            stall = (
+                fault.stall_seconds
+                if fault and fault.stall_seconds is not None
+                else self.default_stall_seconds
+            )
         if h.command == "HEAD":
             send = b""
 
@@ -985,7 +1121,7 @@ class FakeLambda:
                     ending = "close"
                     break
                 h.wfile.write(view[off : off + self.chunk_size])
-        except (ConnectionError, TimeoutError, socket.timeout):
+        except (ConnectionError, TimeoutError):
             ending = "close"
         if ending != "keep":
             h.close_connection = True
@@ -993,7 +1129,9 @@ class FakeLambda:
                 # SO_LINGER 0: close() sends RST, a mid-transfer network failure rather
                 # than a polite end of stream.
                 try:
-                    h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    h.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
                 except OSError:
                     pass
             try:
@@ -1008,6 +1146,11 @@ class FakeLambda:
 # --------------------------------------------------------------------------- module helpers
 
 
+def _first(query: dict[str, list[str]], key: str) -> str | None:
+    values = query.get(key)
+    return values[0] if values else None
+
+
 def _matches(selector: str, subject: _Subject) -> bool:
     """selector is a version ARN, layer ARN or bare name."""
     if selector in (subject.layer_arn, subject.name):
@@ -1015,7 +1158,9 @@ def _matches(selector: str, subject: _Subject) -> bool:
     if subject.version_arn is not None:
         return selector == subject.version_arn
     # A listing is about the whole layer: a version ARN selector covers it too.
-    return selector.rsplit(":", 1)[0] == subject.layer_arn and bool(_LAYER_VERSION_ARN_RE.fullmatch(selector))
+    return selector.rsplit(":", 1)[0] == subject.layer_arn and bool(
+        _LAYER_VERSION_ARN_RE.fullmatch(selector)
+    )
 
 
 def _fault_api_error(kind: str) -> _ApiError:
@@ -1028,16 +1173,27 @@ def _fault_api_error(kind: str) -> _ApiError:
             headers=[("Retry-After", "1")],
         )
     status = 503 if kind == "503" else 500
-    return _ApiError(status, "ServiceException", "An internal error occurred. Try again.", type_="Service")
+    return _ApiError(
+        status,
+        "ServiceException",
+        "An internal error occurred. Try again.",
+        type_="Service",
+    )
 
 
 def _xml_response(status: int, code: str, message: str, **extra: str) -> _Response:
-    return _Response(status, [("Content-Type", "application/xml")], _s3_error_xml(code, message, **extra))
+    return _Response(
+        status,
+        [("Content-Type", "application/xml")],
+        _s3_error_xml(code, message, **extra),
+    )
 
 
 def _download_status_fault(kind: str, ttl: float) -> _Response:
     if kind == "500":
-        return _xml_response(500, "InternalError", "We encountered an internal error. Please try again.")
+        return _xml_response(
+            500, "InternalError", "We encountered an internal error. Please try again."
+        )
     if kind == "503":
         return _xml_response(503, "SlowDown", "Please reduce your request rate.")
     if kind == "403-expired":
@@ -1048,17 +1204,25 @@ def _download_status_fault(kind: str, ttl: float) -> _Response:
             "Request has expired",
             **{
                 "X-Amz-Expires": str(int(ttl)),
-                "Expires": (now - _dt.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "Expires": (now - _dt.timedelta(seconds=5)).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                ),
                 "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
         )
-    # "html": a proxy or captive portal answering 200 in place of the blob.
+    return _html_response()
+
+
+def _html_response() -> _Response:
+    # A proxy or captive portal answering 200 in place of the real thing.
     return _Response(200, [("Content-Type", "text/html; charset=utf-8")], _HTML_PAGE)
 
 
 def _encode_marker(next_version: int) -> str:
     # Opaque like AWS's markers, so a client cannot get away with computing them.
-    return base64.urlsafe_b64encode(json.dumps({"v": next_version, "n": "fake"}).encode()).decode()
+    return base64.urlsafe_b64encode(
+        json.dumps({"v": next_version, "n": "fake"}).encode()
+    ).decode()
 
 
 def _decode_marker(marker: str) -> int:

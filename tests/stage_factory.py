@@ -31,7 +31,7 @@ DEMO_TREE: dict[str, tuple[int | None, bytes | str | None]] = {
     "python": (0o755, None),
     "python/" + "p" * 120: (0o755, None),  # a path longer than ustar's 100-byte name field
     "python/" + "p" * 120 + "/" + "n" * 90 + ".py": (0o644, b"print('long names')\n"),
-    "python/caf\u00e9.txt": (0o644, "non-ascii name\n".encode()),
+    "python/caf\u00e9.txt": (0o644, b"non-ascii name\n"),
 }
 
 
