@@ -55,6 +55,32 @@ def _pick(flag, config, key, default=None):
     return flag if flag is not None else config.get(key, default)
 
 
+def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False, arch=None, profile=None,
+                   endpoint_url=None, jobs=None, cache_dir=None, use_cache=True, max_layer_size=None):
+    """FetchOptions from flags, then config, then defaults."""
+    from extpack.cache import default_cache_dir
+    from extpack.config import parse_size
+    from extpack.fetch import DEFAULT_JOBS, FetchOptions
+    from extpack.unpack import DEFAULT_MAX_LAYER_SIZE
+
+    config = _config(ctx)
+    return FetchOptions(
+        sources=list(sources) or list(config.get("layers", [])),
+        stage_dir=_pick(stage_dir, config, "stage-dir", Path(".extpack")),
+        lock_path=_pick(lock_path, config, "lock", Path("extpack.lock")),
+        frozen=frozen,
+        arch=_pick(arch, config, "arch", "x86_64"),
+        profile=_pick(profile, config, "profile"),
+        endpoint_url=_pick(endpoint_url, config, "endpoint-url"),
+        jobs=_pick(jobs, config, "jobs", DEFAULT_JOBS),
+        cache_dir=_pick(cache_dir, config, "cache-dir") or default_cache_dir(),
+        use_cache=use_cache,
+        max_layer_size=parse_size(_pick(max_layer_size, config, "max-layer-size", DEFAULT_MAX_LAYER_SIZE)),
+        # Relative zip paths in a config file are relative to that file, not to the cwd.
+        base_dir=config.base_dir if not sources else Path("."),
+    )
+
+
 @cli.command()
 @click.argument("sources", nargs=-1)
 @click.option("--stage-dir", type=click.Path(path_type=Path), help="Where to stage (default .extpack).")
@@ -74,28 +100,12 @@ def _pick(flag, config, key, default=None):
 def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, endpoint_url, jobs, cache_dir,
           no_cache, max_layer_size, as_json):
     """Fetch layers (ARNs, .zip paths or https:// URLs) and stage them under STAGE/opt."""
-    from extpack.cache import default_cache_dir
-    from extpack.config import parse_size
-    from extpack.fetch import Fetcher, FetchOptions
+    from extpack.fetch import Fetcher
     from extpack.report import LogProgress, TerminalProgress, fetch_json, fetch_table, override_lines
-    from extpack.unpack import DEFAULT_MAX_LAYER_SIZE
 
-    config = _config(ctx)
-    from_config = not sources
-    options = FetchOptions(
-        sources=list(sources) or list(config.get("layers", [])),
-        stage_dir=_pick(stage_dir, config, "stage-dir", Path(".extpack")),
-        lock_path=_pick(lock_path, config, "lock", Path("extpack.lock")),
-        frozen=frozen,
-        arch=_pick(arch, config, "arch", "x86_64"),
-        profile=_pick(profile, config, "profile"),
-        endpoint_url=_pick(endpoint_url, config, "endpoint-url"),
-        jobs=_pick(jobs, config, "jobs", 4),
-        cache_dir=_pick(cache_dir, config, "cache-dir") or default_cache_dir(),
-        use_cache=not no_cache,
-        max_layer_size=parse_size(_pick(max_layer_size, config, "max-layer-size", DEFAULT_MAX_LAYER_SIZE)),
-        base_dir=config.base_dir if from_config else Path("."),
-    )
+    options = _fetch_options(ctx, sources, stage_dir=stage_dir, lock_path=lock_path, frozen=frozen, arch=arch,
+                             profile=profile, endpoint_url=endpoint_url, jobs=jobs, cache_dir=cache_dir,
+                             use_cache=not no_cache, max_layer_size=max_layer_size)
     progress = TerminalProgress() if sys.stderr.isatty() else LogProgress()
     with progress if isinstance(progress, TerminalProgress) else contextlib.nullcontext():
         result = Fetcher(options, progress).run()
@@ -422,3 +432,58 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
     if push_ref is not None:
         click.echo(f"pushed {report['pushed']['reference']}")
     click.echo(report["digest"])
+
+
+@cli.command(name="lock")
+@click.argument("sources", nargs=-1)
+@click.option("--upgrade", "upgrade_all", is_flag=True, help="Move unversioned layer ARNs to their newest version.")
+@click.option("--layer", "upgrade_only", multiple=True,
+              help="With --upgrade: only this layer (name or ARN). Repeatable.")
+@click.option("--lock", "lock_path", type=click.Path(path_type=Path), help="Lock file (default extpack.lock).")
+@click.option("--arch", type=ARCH_CHOICE, help="Target CPU (default x86_64).")
+@click.option("--profile", help="AWS profile.")
+@click.option("--endpoint-url", help="Lambda API endpoint.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def lock_command(ctx, sources, upgrade_all, upgrade_only, lock_path, arch, profile, endpoint_url, as_json):
+    """Resolve the layers and write the lock without staging them (--upgrade moves pins)."""
+    import json
+
+    from extpack.exceptions import UsageError
+    from extpack.fetch import Fetcher
+    from extpack.report import lock_changes
+
+    if upgrade_only and not upgrade_all:
+        raise UsageError("--layer goes with --upgrade")
+    options = _fetch_options(ctx, sources, lock_path=lock_path, arch=arch, profile=profile,
+                             endpoint_url=endpoint_url)
+    old, new = Fetcher(options).lock_only(list(upgrade_only) if upgrade_all else None)
+    changes = lock_changes(old, new)
+    if as_json:
+        click.echo(json.dumps({"schema": "extpack.lock-changes/v1", "lock": str(options.lock_path),
+                               "changes": changes}, indent=2))
+        return
+    for change in changes:
+        click.echo(f"{change['source']}: {change['from'] or 'new'} -> {change['to'] or 'removed'}")
+    click.echo(f"{options.lock_path}: {'updated' if changes else 'unchanged'}")
+
+
+@cli.command()
+@click.option("--makefile", is_flag=True, help="Also print a Makefile snippet for the build step.")
+@click.option("--force", is_flag=True, help="Overwrite an existing extpack.toml.")
+@click.argument("layers", nargs=-1)
+def init(makefile, force, layers):
+    """Write a commented starter extpack.toml (optionally with LAYERS filled in)."""
+    from extpack.exceptions import UsageError
+    from extpack.starter import MAKEFILE_SNIPPET, starter_config
+    from extpack.source import parse_source
+
+    for layer in layers:
+        parse_source(layer)
+    target = Path("extpack.toml")
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists: edit it, or pass --force to overwrite it")
+    target.write_text(starter_config(list(layers)))
+    click.echo(f"wrote {target}")
+    if makefile:
+        click.echo(MAKEFILE_SNIPPET, nl=False)

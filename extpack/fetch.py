@@ -118,6 +118,43 @@ class Fetcher:
             return fast
         return self._build(sources, pins, lock)
 
+    def lock_only(self, upgrade: list[str] | None = None) -> tuple[Lock | None, Lock]:
+        """Resolve and write the lock without staging: `extpack lock [--upgrade [LAYER ...]]`.
+
+        `upgrade` None keeps every pin; an empty list moves every unversioned ARN to its newest
+        version; names or ARNs limit the upgrade to those layers.
+        """
+        from extpack.lock import write_atomically
+
+        sources = [parse_source(text, base_dir=self.options.base_dir) for text in self.options.sources]
+        if not sources:
+            raise UsageError("no layers to lock: give layer ARNs, .zip paths or URLs, or list them in extpack.toml")
+        old = read_lock(self.options.lock_path)
+        usable = old if old is not None and old.arch == self.options.arch else None
+        entries = []
+        for index, source in enumerate(sources):
+            pin = usable.find(source.display) if usable else None
+            if pin is not None and _wants_upgrade(source, upgrade):
+                pin = None
+            entries.append(pin if pin is not None and source.kind != "zip" else self._lock_entry(index, source))
+        new = Lock(self.options.arch, tuple(entries))
+        if new != old:
+            write_atomically(self.options.lock_path, new.to_text())
+        return old, new
+
+    def _lock_entry(self, index: int, source: Source) -> LockedLayer:
+        if source.kind != "arn":
+            item = self._obtain(index, source, None)
+            if item.temporary:
+                os.unlink(item.blob)
+            return item.locked
+        arn = source.arn
+        if arn.version is None:
+            arn = arn.with_version(self.resolver.newest_version(arn, self.options.arch))
+        resolved = self.resolver.resolve(Source("arn", source.text, arn=arn), self.options.arch)
+        return LockedLayer(source.text, "arn", resolved.sha256, resolved.size, arn=resolved.arn,
+                           version=resolved.version, architectures=resolved.architectures)
+
     def _frozen_pins(self, sources: list[Source], lock: Lock | None) -> list[LockedLayer]:
         if lock is None:
             raise DriftError(f"--frozen needs a lock file, and {self.options.lock_path} does not exist: "
@@ -151,6 +188,8 @@ class Fetcher:
             return None
         if staging.stage_differences(self.options.stage_dir, manifest, limit=1):
             return None
+        # Make sees the stage as fresh again (Makefiles depend on manifest.json, not on opt/).
+        os.utime(self.options.stage_dir / staging.MANIFEST_NAME)
         new_lock = Lock(self.options.arch, tuple(pins))
         lock_changed = lock != new_lock
         if lock_changed:
@@ -297,6 +336,13 @@ class Fetcher:
         if self.cache is None:
             return temp, sha, True
         return self.cache.commit(temp, sha), sha, False
+
+
+def _wants_upgrade(source: Source, upgrade: list[str] | None) -> bool:
+    """Only unversioned ARNs move; a versioned ARN, a zip or a URL is what it is."""
+    if upgrade is None or source.kind != "arn" or source.arn.version is not None:
+        return False
+    return not upgrade or any(item in (source.text, source.arn.name, source.arn.layer_arn) for item in upgrade)
 
 
 def _zip_size_bound(max_layer_size: int) -> int:

@@ -6,6 +6,7 @@ import json
 import sys
 
 from extpack.fetch import FetchResult, Progress
+from extpack.lock import Lock
 
 FETCH_SCHEMA = "extpack.fetch/v1"
 
@@ -120,3 +121,16 @@ class LogProgress(Progress):
 
     def info(self, message):
         print(message, file=sys.stderr)
+
+
+def lock_changes(old: Lock | None, new: Lock) -> list[dict]:
+    """Per source: the pinned ARN (or sha256 prefix) before and after."""
+    def pin(layer):
+        return layer.arn or f"sha256:{layer.sha256[:12]}"
+
+    before = {layer.source: pin(layer) for layer in old.layers} if old else {}
+    after = {layer.source: pin(layer) for layer in new.layers}
+    changes = [{"source": source, "from": before.get(source), "to": value}
+               for source, value in after.items() if before.get(source) != value]
+    changes += [{"source": source, "from": value, "to": None} for source, value in before.items() if source not in after]
+    return changes
