@@ -225,3 +225,28 @@ def assert_nothing_outside_fixture() -> Callable[
     [str | os.PathLike[str], Iterable[str]], None
 ]:
     return assert_nothing_outside
+
+
+# --------------------------------------------------------------------------- docker
+# A private dockerd (Debian docker.io 20.10) for the whole session, a busybox base image
+# imported into it, and a local registry. See tests/dockerd.py. Without docker these
+# skip with the reason (shown by -ra); EXTPACK_REQUIRE_DOCKER=1 (CI) makes that a failure.
+import dockerd  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> Iterator[dockerd.DockerDaemon]:
+    """Started once per session (~0.3 s), stopped by pid at the end."""
+    yield from dockerd.docker_daemon_fixture()
+
+
+@pytest.fixture(scope="session")
+def busybox_base(docker_daemon: dockerd.DockerDaemon) -> str:
+    """Tag of the imported busybox base: "extpack-test/busybox:latest"."""
+    return dockerd.busybox_base_fixture(docker_daemon)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dockerd.Registry]:
+    """`url, stop = registry`; `registry.host` is "127.0.0.1:PORT" for image refs."""
+    yield from dockerd.registry_fixture(tmp_path_factory.mktemp("registry"))

@@ -19,6 +19,8 @@ skipped silently).
 
 Environment knobs:
   EXTPACK_DOCKERD_STORAGE_DRIVER  force a storage driver (default: overlay2, then vfs)
+  EXTPACK_DOCKERD_DATA_PARENT     put the data root (images, layers) under this dir instead
+                                  of /tmp, e.g. when /tmp is a small tmpfs or overlayfs
   EXTPACK_DOCKERD_START_TIMEOUT   seconds to wait for the daemon (default 60)
   EXTPACK_DOCKERD_KEEP=1          keep /tmp/extpack-dockerd-XXXX after stop (debugging)
   EXTPACK_REQUIRE_DOCKER=1        fail instead of skip when docker is unavailable
@@ -42,8 +44,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 DOCKER = "/usr/bin/docker"  # the docker.io client (has BuildKit); NOT whatever is on PATH
 DOCKERD_CANDIDATES = ("/usr/sbin/dockerd", "/usr/bin/dockerd")
@@ -141,7 +144,7 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
+    except (OSError, AttributeError):
         pass
 
 
@@ -216,6 +219,34 @@ def _tail(path: Path, n: int = 40) -> str:
     return "\n".join(lines[-n:])
 
 
+def _log_summary(path: Path | None) -> str:
+    """The lines that say why dockerd failed, then the log's tail."""
+    if path is None:
+        return "(no log)"
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    key = [
+        ln for ln in lines
+        if "level=error" in ln or "level=fatal" in ln or not ln.startswith("time=")
+    ][-10:]
+    out = ""
+    if key:
+        out += "errors:\n  " + "\n  ".join(key) + "\n"
+    return out + "log tail:\n  " + "\n  ".join(lines[-15:])
+
+
+def _keep_failed_log(path: Path | None) -> Path | None:
+    """Copy a failed daemon's log out of the dir that stop() deletes."""
+    if path is None or not path.exists():
+        return None
+    fd, keep = tempfile.mkstemp(prefix="extpack-dockerd-failed-", suffix=".log", dir=_SOCKET_BASE)
+    os.close(fd)
+    shutil.copyfile(path, keep)
+    return Path(keep)
+
+
 def _ping(sock_path: str, timeout: float = 1.0) -> bool:
     """GET /_ping on the daemon's unix socket; True when it answers 200 OK."""
     try:
@@ -236,10 +267,12 @@ def _ping(sock_path: str, timeout: float = 1.0) -> bool:
 
 def _dockerd_major(dockerd: str) -> int:
     try:
-        out = subprocess.run([dockerd, "--version"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            [dockerd, "--version"], check=False, capture_output=True, text=True, timeout=10
+        ).stdout
         # "Docker version 20.10.24+dfsg1, build 5d6db84"
         return int(out.split("version", 1)[1].strip().split(".", 1)[0])
-    except Exception:
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
         return 0
 
 
@@ -254,7 +287,7 @@ def docker_unavailable_reason(
     if not os.path.exists("/proc/self/mountinfo"):
         return "docker tests need Linux"
     if os.geteuid() != 0:
-        return "docker tests need root to start a private dockerd (euid is %d)" % os.geteuid()
+        return f"docker tests need root to start a private dockerd (euid is {os.geteuid()})"
     if not os.access(docker, os.X_OK):
         return f"{docker} not found: install Debian's docker.io (.ci/install.sh)"
     dockerd = dockerd or _dockerd_path()
@@ -271,7 +304,7 @@ def docker_unavailable_reason(
 # ---------------------------------------------------------------------------------
 # the daemon
 
-_LIVE: "set[DockerDaemon]" = set()
+_LIVE: set[DockerDaemon] = set()
 
 
 @atexit.register
@@ -296,6 +329,7 @@ class DockerDaemon:
         dockerd: str | None = None,
         docker: str = DOCKER,
         extra_args: Sequence[str] = (),
+        data_parent: str | os.PathLike | None = None,
     ) -> None:
         self.docker_bin = docker
         self.dockerd_bin = dockerd or _dockerd_path() or "dockerd"
@@ -305,7 +339,9 @@ class DockerDaemon:
             start_timeout or os.environ.get("EXTPACK_DOCKERD_START_TIMEOUT") or 60
         )
         self.extra_args = list(extra_args)
+        self.data_parent = data_parent or os.environ.get("EXTPACK_DOCKERD_DATA_PARENT") or None
         self.base: Path | None = None
+        self.data_root: Path | None = None
         self.socket = ""
         self.host = ""
         self.env: dict[str, str] = {}
@@ -314,32 +350,40 @@ class DockerDaemon:
         self.log_path: Path | None = None
         self.startup_seconds: float | None = None
         self.server_version: str | None = None
+        self.fallback_notes: list[str] = []
         self._proc: subprocess.Popen | None = None
         self._log_file = None
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def __enter__(self) -> "DockerDaemon":
+    def __enter__(self) -> DockerDaemon:
         self.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self) -> "DockerDaemon":
+    def start(self) -> DockerDaemon:
         reason = docker_unavailable_reason(self.docker_bin, self.dockerd_bin, busybox=None)
         if reason:
             raise DockerUnavailable(reason)
         t0 = time.monotonic()
-        failures = []
+        failures, kept = [], []
         for driver in self._drivers:
             try:
                 self._start_once(driver)
             except DockerUnavailable as e:
-                failures.append(f"[storage driver {driver}] {e}")
+                log = _keep_failed_log(self.log_path)
+                kept.append(log)
+                failures.append(f"[storage driver {driver}, log kept at {log}] {e}")
                 self.stop()
                 continue
             self.startup_seconds = time.monotonic() - t0
+            # e.g. overlay2 refused on an overlayfs /tmp and vfs worked: say so, drop logs
+            self.fallback_notes = [f.splitlines()[0] for f in failures]
+            for log in kept:
+                if log is not None:
+                    log.unlink(missing_ok=True)
             return self
         raise DockerUnavailable("private dockerd did not start:\n" + "\n".join(failures))
 
@@ -350,8 +394,13 @@ class DockerDaemon:
         if len(self.socket.encode()) >= 100:
             raise DockerUnavailable(f"socket path too long for AF_UNIX: {self.socket}")
         self.host = "unix://" + self.socket
-        for sub in ("data", "exec", "client-config"):
+        for sub in ("exec", "client-config"):
             (base / sub).mkdir()
+        if self.data_parent:
+            self.data_root = Path(tempfile.mkdtemp(prefix="extpack-dockerd-data-", dir=self.data_parent))
+        else:
+            self.data_root = base / "data"
+            self.data_root.mkdir()
         # Our own daemon.json so /etc/docker/daemon.json on the host cannot conflict,
         # and (20.10) our own trust key instead of creating /etc/docker/key.json.
         conf: dict = {}
@@ -360,12 +409,14 @@ class DockerDaemon:
             conf["deprecated-key-path"] = str(base / "key.json")
         (base / "daemon.json").write_text(json.dumps(conf))
         (base / "client-config" / "config.json").write_text("{}")
-        ns = "extpack-" + base.name.rsplit("-", 1)[-1].lower()
+        # containerd namespaces must match [A-Za-z0-9]+([._-][A-Za-z0-9]+)*: a mkdtemp
+        # suffix ("_x1...") is not always valid, and containerd only says so at `run`.
+        ns = "extpack-" + os.urandom(6).hex()
         self.log_path = base / "dockerd.log"
         cmd = [
             self.dockerd_bin,
             "--config-file", str(base / "daemon.json"),
-            "--data-root", str(base / "data"),
+            "--data-root", str(self.data_root),
             "--exec-root", str(base / "exec"),
             "--pidfile", str(base / "dockerd.pid"),
             "-H", self.host,
@@ -412,8 +463,8 @@ class DockerDaemon:
         while True:
             if self._proc.poll() is not None:
                 raise DockerUnavailable(
-                    f"dockerd exited with code {self._proc.returncode} during start-up "
-                    f"(log {self.log_path}):\n{_tail(self.log_path)}"
+                    f"dockerd exited with code {self._proc.returncode} during start-up\n"
+                    f"{_log_summary(self.log_path)}"
                 )
             if _ping(self.socket):
                 with contextlib.suppress(OSError, ValueError):
@@ -421,8 +472,8 @@ class DockerDaemon:
                 break
             if time.monotonic() > deadline:
                 raise DockerUnavailable(
-                    f"dockerd did not answer on {self.socket} within {self.start_timeout:.0f}s "
-                    f"(log {self.log_path}):\n{_tail(self.log_path)}"
+                    f"dockerd did not answer on {self.socket} within {self.start_timeout:.0f}s\n"
+                    f"{_log_summary(self.log_path)}"
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 0.2)
@@ -432,7 +483,7 @@ class DockerDaemon:
         if r.returncode != 0:
             raise DockerUnavailable(
                 f"`docker version` failed against the private daemon: {r.stderr.strip()}\n"
-                f"{_tail(self.log_path)}"
+                f"{_log_summary(self.log_path)}"
             )
         self.server_version = r.stdout.strip()
         r = self.docker("info", "--format", "{{.Driver}}", check=False, timeout=30)
@@ -474,10 +525,14 @@ class DockerDaemon:
         leftovers = _pids_referencing(str(base) + "/")
         if leftovers:
             _kill_pids(leftovers)
-        _unmount_all(str(base))
-        if os.environ.get("EXTPACK_DOCKERD_KEEP") != "1":
-            shutil.rmtree(base, ignore_errors=True)
-        self.base = None
+        dirs = [base]
+        if self.data_root is not None and base not in self.data_root.parents:
+            dirs.append(self.data_root)
+        for d in dirs:
+            _unmount_all(str(d))
+            if os.environ.get("EXTPACK_DOCKERD_KEEP") != "1":
+                shutil.rmtree(d, ignore_errors=True)
+        self.base = self.data_root = None
 
     @property
     def running(self) -> bool:
@@ -510,6 +565,7 @@ class DockerDaemon:
         cmd = [self.docker_bin, *map(os.fspath, args)]
         r = subprocess.run(
             cmd,
+            check=False,
             env=full_env,
             input=input,
             stdin=stdin if input is None else None,
@@ -679,10 +735,12 @@ def start_registry(tmpdir: str | os.PathLike, timeout: float = 30.0) -> Registry
             "health": {"storagedriver": {"enabled": False}},
         }, indent=1))
         log = open(log_path, "ab")
+        tini = _tini_path()  # -p: SIGTERM the registry if the test process dies
+        cmd = [binary, "serve", str(config)]
         proc = subprocess.Popen(
-            [binary, "serve", str(config)],
+            [tini, "-p", "SIGTERM", "--", *cmd] if tini else cmd,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_set_pdeathsig,
+            start_new_session=True, preexec_fn=None if tini else _set_pdeathsig,
         )
         log.close()
         url = f"http://127.0.0.1:{port}"
