@@ -95,10 +95,11 @@ def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False
               "the user cache dir).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
 @click.option("--max-layer-size", help="Refuse a layer that unzips to more than this (default 250MB).")
+@click.option("--strict", is_flag=True, help="Treat doctor's warnings about the stage as errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, endpoint_url, jobs, cache_dir,
-          no_cache, max_layer_size, as_json):
+          no_cache, max_layer_size, strict, as_json):
     """Fetch layers (ARNs, .zip paths or https:// URLs) and stage them under STAGE/opt."""
     from extpack.fetch import Fetcher
     from extpack.report import LogProgress, TerminalProgress, fetch_json, fetch_table, override_lines
@@ -106,6 +107,7 @@ def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, end
     options = _fetch_options(ctx, sources, stage_dir=stage_dir, lock_path=lock_path, frozen=frozen, arch=arch,
                              profile=profile, endpoint_url=endpoint_url, jobs=jobs, cache_dir=cache_dir,
                              use_cache=not no_cache, max_layer_size=max_layer_size)
+    options.strict = strict
     progress = TerminalProgress() if sys.stderr.isatty() else LogProgress()
     with progress if isinstance(progress, TerminalProgress) else contextlib.nullcontext():
         result = Fetcher(options, progress).run()
@@ -487,3 +489,57 @@ def init(makefile, force, layers):
     click.echo(f"wrote {target}")
     if makefile:
         click.echo(MAKEFILE_SNIPPET, nl=False)
+
+
+@cli.command()
+@click.argument("stage_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--image", "image_ref", help="Check a local Docker image (read with docker save).")
+@click.option("--oci", "oci_dir", type=click.Path(path_type=Path, file_okay=False), help="Check an OCI layout.")
+@click.option("--arch", type=ARCH_CHOICE, help="The function's CPU (default: the stage's, else the image's).")
+@click.option("--strict", is_flag=True, help="Warnings count as errors (exit 6).")
+@click.option("--fix", "apply_fixes", is_flag=True, help="Apply the safe fixes to a stage (read bits, junk files).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def doctor(ctx, stage_dir, image_ref, oci_dir, arch, strict, apply_fixes, as_json):
+    """Find what will break in Lambda: extension binaries, modes, links, sizes."""
+    import json
+
+    from extpack import doctor as checks
+    from extpack import rootfs
+    from extpack.exceptions import DriftError, UsageError
+    from extpack.stage import read_manifest
+
+    if sum(x is not None for x in (stage_dir, image_ref, oci_dir)) > 1:
+        raise UsageError("give one of STAGE, --image or --oci")
+    if apply_fixes and (image_ref or oci_dir):
+        raise UsageError("--fix works on a stage, not on an image")
+    with rootfs.temporary_workdir() as workdir:
+        manifest = None
+        if image_ref:
+            view, target = rootfs.docker_image_view(image_ref, Path(workdir)), f"image {image_ref}"
+        elif oci_dir:
+            view, target = rootfs.oci_layout_view(oci_dir, arch), f"OCI layout {oci_dir}"
+        else:
+            stage_dir = stage_dir or _pick(None, _config(ctx), "stage-dir", Path(".extpack"))
+            view, target = rootfs.StageView(stage_dir), f"stage {stage_dir}"
+            manifest = read_manifest(stage_dir)
+        arch = arch or (manifest or {}).get("arch") or "x86_64"
+        findings = checks.diagnose(view, arch, manifest)
+        fixed = checks.fix(view, findings) if apply_fixes else []
+    if fixed:
+        from extpack.stage import refresh_manifest
+
+        refresh_manifest(stage_dir)
+        findings = checks.diagnose(rootfs.StageView(stage_dir), arch, read_manifest(stage_dir))
+    if as_json:
+        click.echo(json.dumps({**checks.doctor_json(findings, target), "fixed": fixed}, indent=2))
+    else:
+        for line in fixed:
+            click.echo(f"fixed: {line}")
+        for finding in findings:
+            click.echo(finding.line())
+        counts = {s: sum(f.severity == s for f in findings) for s in checks.SEVERITIES}
+        click.echo(f"{target}: {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)")
+    failing = [f for f in findings if f.severity == checks.ERROR or (strict and f.severity == checks.WARNING)]
+    if failing:
+        raise DriftError(f"doctor found {len(failing)} problem(s) in the {target}: apply the fixes listed above")

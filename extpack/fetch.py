@@ -51,6 +51,7 @@ class FetchOptions:
     use_cache: bool = True
     max_layer_size: int = DEFAULT_MAX_LAYER_SIZE
     base_dir: Path = Path(".")
+    strict: bool = False  # doctor's warnings stop the fetch too
 
 
 @dataclass
@@ -231,6 +232,7 @@ class Fetcher:
             tree.finish()
             result.warnings = staging.check_extensions(tree, options.arch)
             manifest = staging.manifest_json(tree, options.arch, records, options.max_layer_size)
+            result.warnings += self._doctor(build_dir, tree, manifest)
             staging.discard(self._scratch) if self._scratch.exists() else None
             staging.write_manifest(build_dir, manifest)
             new_lock = Lock(options.arch, tuple(item.locked for item in obtained))
@@ -247,6 +249,23 @@ class Fetcher:
             raise
         finally:
             executor.shutdown(wait=True)
+
+    def _doctor(self, build_dir: Path, tree: StageTree, manifest: dict) -> list[str]:
+        """doctor's checks on the new stage: errors stop the fetch, warnings are returned."""
+        from extpack.doctor import ERROR, WARNING, diagnose
+        from extpack.exceptions import LayerContentError
+        from extpack.rootfs import TreeView
+
+        findings = diagnose(TreeView(build_dir, tree.nodes), self.options.arch, manifest)
+        blocking = [f for f in findings if f.severity == ERROR or (self.options.strict and f.severity == WARNING)]
+        if blocking:
+            first = blocking[0]
+            node = tree.nodes.get(first.path[len("opt/"):]) if first.path else None
+            layer = tree.layer_names[node.layer] if node is not None else None
+            more = f" ({len(blocking) - 1} more: see extpack doctor)" if len(blocking) > 1 else ""
+            where = f"/{first.path}: " if first.path else ""
+            raise LayerContentError(f"{where}{first.message}; fix: {first.fix}{more}", layer=layer)
+        return [f"/{f.path}: {f.message}" if f.path else f.message for f in findings if f.severity == WARNING]
 
     def _obtain(self, index: int, source: Source, pin: LockedLayer | None) -> _Obtained:
         if source.kind == "zip":

@@ -226,3 +226,21 @@ def discard(path: Path) -> None:
         function(failed_path)
 
     shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
+def refresh_manifest(stage_dir: Path) -> None:
+    """After `doctor --fix`: drop removed entries and record the new modes."""
+    manifest = read_manifest(stage_dir)
+    if manifest is None:
+        return
+    kept = []
+    for entry in manifest["files"]:
+        full = stage_dir / "opt" / entry["path"]
+        if not full.exists() and not full.is_symlink():
+            continue
+        if entry["type"] != "symlink":
+            entry["mode"] = f"{stat.S_IMODE(os.lstat(full).st_mode):04o}"
+        kept.append(entry)
+    manifest["files"] = kept
+    manifest["total_size"] = sum(entry["size"] for entry in kept)
+    write_atomically(stage_dir / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")

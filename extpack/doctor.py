@@ -1,0 +1,209 @@
+"""The `doctor` command: find what will break in Lambda before the image is deployed.
+
+Each check looks at a View (a stage, an OCI layout, a local Docker image) and reports
+findings with a severity and a one-line fix. `fetch` runs the same checks on the stage it
+builds: errors stop it, warnings are printed.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import asdict, dataclass
+
+from extpack.elf import ELF_MAGIC, HEADER_BYTES, elf_arch, elf_interpreter
+from extpack.rootfs import Entry, View
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+SEVERITIES = (ERROR, WARNING, INFO)
+EXTENSIONS = "opt/extensions"
+MAX_EXTENSIONS = 10  # Lambda starts at most 10 extensions per function
+LAYER_LIMIT = 250 * 1024 * 1024
+IMAGE_LIMIT = 10 * 1024 ** 3
+DOCTOR_SCHEMA = "extpack.doctor/v1"
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str
+    code: str
+    path: str | None
+    message: str
+    fix: str
+
+    def line(self) -> str:
+        where = f"/{self.path}: " if self.path else ""
+        return f"{self.severity}: {where}{self.message}\n    fix: {self.fix}"
+
+
+def diagnose(view: View, arch: str, manifest: dict | None = None) -> list[Finding]:
+    findings: list[Finding] = []
+    entries = view.entries()
+    extensions = sorted(path for path in entries if posixpath.dirname(path) == EXTENSIONS)
+    for path in extensions:
+        findings += _check_extension(view, entries[path], arch)
+    real = [p for p in extensions if not _is_junk(posixpath.basename(p))]
+    if len(real) > MAX_EXTENSIONS:
+        findings.append(Finding(ERROR, "too-many-extensions", EXTENSIONS,
+                                f"{len(real)} extensions, but Lambda starts at most {MAX_EXTENSIONS}",
+                                "drop the layers whose extensions the function does not need"))
+    findings += _check_permissions(entries)
+    findings += _check_symlinks(view, entries)
+    if manifest is not None:
+        findings += _check_manifest(view, entries, manifest, arch)
+    order = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+    return sorted(findings, key=lambda f: (order[f.severity], f.path or "", f.code))
+
+
+def _is_junk(name: str) -> bool:
+    return name.startswith("._") or name in (".DS_Store", "Thumbs.db") or name.startswith(".")
+
+
+def _check_extension(view: View, entry: Entry, arch: str) -> list[Finding]:
+    path, name = entry.path, posixpath.basename(entry.path)
+    if _is_junk(name):
+        return [Finding(ERROR, "junk-extension", path, "a hidden or AppleDouble file in /opt/extensions: Lambda will "
+                        "try to start it", f"remove it from the layer (zip -d LAYER.zip 'extensions/{name}'), "
+                        "or run extpack doctor --fix")]
+    final_path, final = view.resolve(path)
+    if final is None:
+        return [Finding(ERROR, "extension-dangling", path, f"a symlink to {entry.target} that does not resolve "
+                        "inside the image", "ship the target in a layer, or remove the link")]
+    if final.type != "file":
+        return [Finding(ERROR, "extension-not-file", path, f"a {final.type}: Lambda starts every entry of "
+                        "/opt/extensions as a program", "move it out of /opt/extensions")]
+    findings = []
+    if not final.mode & 0o111:
+        return [Finding(ERROR, "extension-not-executable", path, f"not executable (mode {final.mode:04o}): "
+                        "'permission denied' at start", f"chmod 0755 /{final_path} (in the layer zip)")]
+    if not final.mode & 0o001 or not final.mode & 0o004:
+        findings.append(Finding(ERROR, "extension-not-for-others", path, f"mode {final.mode:04o}: the non-root "
+                                "user a container-image function runs as cannot run it",
+                                f"chmod 0755 /{final_path}, or run extpack doctor --fix"))
+    head = view.read(final_path, 0, 256)
+    if head.startswith(ELF_MAGIC):
+        findings += _check_elf(view, path, final_path, head, arch)
+    elif head.startswith(b"#!"):
+        findings += _check_script(view, path, head)
+    return findings
+
+
+def _check_elf(view: View, path: str, final_path: str, head: bytes, arch: str) -> list[Finding]:
+    cpu = elf_arch(head[:HEADER_BYTES])
+    if cpu != arch:
+        other = "arm64" if arch == "x86_64" else "x86_64"
+        return [Finding(ERROR, "extension-wrong-cpu", path, f"built for {cpu}, not {arch}: 'exec format error'",
+                        f"use the layer's {arch} build, or --arch {other} if the function is {other}")]
+    interpreter = elf_interpreter(lambda offset, size: view.read(final_path, offset, size))
+    if interpreter and view.has_rootfs:
+        _, found = view.resolve(interpreter.lstrip("/"))
+        if found is None:
+            return [Finding(ERROR, "elf-interpreter-missing", path, f"needs the loader {interpreter}, which the "
+                            "image does not have: 'no such file or directory' at start",
+                            "use a base image with that libc, or a statically linked build of the extension")]
+    return []
+
+
+def _check_script(view: View, path: str, head: bytes) -> list[Finding]:
+    first_line = head.split(b"\n", 1)[0]
+    if first_line.endswith(b"\r"):
+        return [Finding(ERROR, "script-crlf", path, "its #! line ends with CRLF: the kernel looks for an "
+                        "interpreter named with a trailing \\r", f"sed -i 's/\\r$//' {posixpath.basename(path)} "
+                        "before zipping (or set the file's git eol=lf)")]
+    words = first_line[2:].decode("utf-8", "replace").split()
+    if not words:
+        return [Finding(ERROR, "script-no-interpreter", path, "an empty #! line", "name the interpreter, "
+                        "e.g. #!/bin/sh")]
+    interpreter = words[0]
+    if view.has_rootfs and view.resolve(interpreter.lstrip("/"))[1] is None:
+        return [Finding(ERROR, "script-interpreter-missing", path, f"its interpreter {interpreter} is not in the "
+                        "image: 'no such file or directory' at start", "use a base image that has it, or change "
+                        "the #! line")]
+    return []
+
+
+def _check_permissions(entries: dict[str, Entry]) -> list[Finding]:
+    findings = []
+    for path, entry in sorted(entries.items()):
+        if not path.startswith("opt/") or entry.type not in ("file", "dir"):
+            continue
+        if posixpath.dirname(path) == EXTENSIONS and entry.type == "file":
+            continue  # reported by the extension checks
+        needed = 0o005 if entry.type == "dir" else 0o004
+        if entry.mode & needed != needed:
+            what = "list and enter" if entry.type == "dir" else "read"
+            findings.append(Finding(WARNING, "not-readable", path, f"mode {entry.mode:04o}: the function's non-root "
+                                    f"user cannot {what} it", "run extpack doctor --fix (adds the read bits)"))
+    return findings
+
+
+def _check_symlinks(view: View, entries: dict[str, Entry]) -> list[Finding]:
+    findings = []
+    for path, entry in sorted(entries.items()):
+        if entry.type != "symlink" or not path.startswith("opt/") or posixpath.dirname(path) == EXTENSIONS:
+            continue
+        target_path, found = view.resolve(path)
+        if not target_path.startswith("opt/") and not (view.has_rootfs and found is not None):
+            findings.append(Finding(WARNING, "symlink-outside-opt", path, f"points outside /opt, to {entry.target}",
+                                    "make sure the base image has it"))
+        elif found is None:
+            findings.append(Finding(WARNING, "symlink-dangling", path, f"points to {entry.target}, which does not "
+                                    "exist", "ship the target, or drop the link"))
+    return findings
+
+
+def _check_manifest(view: View, entries: dict[str, Entry], manifest: dict, arch: str) -> list[Finding]:
+    findings = []
+    layers = manifest.get("layers", [])
+    for layer in layers:
+        declared = layer.get("architectures") or []
+        name = layer.get("arn") or layer.get("source")
+        cpus = {elf_arch(view.read(e["path_opt"], 0, HEADER_BYTES)) for e in _layer_extensions(manifest, layer)}
+        cpus.discard(None)
+        if declared and cpus and not cpus <= set(declared):
+            findings.append(Finding(WARNING, "architectures-mismatch", None, f"layer {name} declares "
+                                    f"{', '.join(declared)} but its extensions are built for {', '.join(sorted(cpus))}",
+                                    "tell the layer's publisher; trust the binaries, not the declaration"))
+        if layer.get("unzipped_size", 0) > LAYER_LIMIT:
+            findings.append(Finding(ERROR, "layer-too-large", None, f"layer {name} unzips to "
+                                    f"{layer['unzipped_size']} bytes, over Lambda's 250 MB layer limit",
+                                    "split the layer or drop what the function does not use"))
+        overridden = [f for f in manifest.get("files", []) if f.get("overrode") and f.get("layer") == layer["index"]]
+        if overridden:
+            sample = ", ".join("/opt/" + f["path"] for f in overridden[:3])
+            findings.append(Finding(INFO, "overrides", None, f"layer {name} replaces {len(overridden)} file(s) of "
+                                    f"earlier layers: {sample}{' …' if len(overridden) > 3 else ''}",
+                                    "reorder the layers if an override is not intended"))
+    if manifest.get("total_size", 0) > IMAGE_LIMIT:
+        findings.append(Finding(ERROR, "image-too-large", None, "the staged /opt is over Lambda's 10 GB image limit",
+                                "drop layers the function does not need"))
+    return findings
+
+
+def _layer_extensions(manifest: dict, layer: dict) -> list[dict]:
+    return [{**f, "path_opt": "opt/" + f["path"]} for f in manifest.get("files", [])
+            if f["type"] == "file" and f["layer"] == layer["index"] and f["path"].startswith("extensions/")
+            and f["path"].count("/") == 1]
+
+
+def fix(stage_view, findings: list[Finding]) -> list[str]:
+    """Apply the safe mechanical fixes on a stage; returns what was done."""
+    import os
+
+    done = []
+    for finding in findings:
+        full = stage_view.root / finding.path if finding.path else None
+        if finding.code == "junk-extension":
+            os.unlink(full)
+            done.append(f"removed /{finding.path}")
+        elif finding.code in ("not-readable", "extension-not-for-others"):
+            mode = os.stat(full).st_mode & 0o7777  # through a link: the target is what must be readable
+            extra = 0o555 if (os.path.isdir(full) or mode & 0o100) else 0o444
+            os.chmod(full, mode | extra)
+            done.append(f"chmod {mode | extra:04o} /{finding.path}")
+    return done
+
+
+def doctor_json(findings: list[Finding], target: str) -> dict:
+    return {"schema": DOCTOR_SCHEMA, "target": target,
+            "counts": {s: sum(f.severity == s for f in findings) for s in SEVERITIES},
+            "findings": [asdict(f) for f in findings]}

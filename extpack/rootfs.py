@@ -1,0 +1,217 @@
+"""Read-only views of a filesystem tree for `doctor`: a stage on disk, or an image's layers.
+
+Both answer the same questions (what is at a path, read some bytes of it), so every check
+runs the same way on a stage, an OCI layout or a local Docker image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import stat
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from extpack.exceptions import UsageError
+
+OPT = "opt"
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # relative to the root, no leading slash ("opt/extensions/x")
+    type: str  # "file" | "dir" | "symlink" | "other"
+    mode: int
+    size: int
+    target: str | None = None
+
+
+class View:
+    """A tree; `has_rootfs` says whether paths outside /opt (interpreters) can be checked."""
+
+    has_rootfs = False
+
+    def entries(self) -> dict[str, Entry]:
+        raise NotImplementedError
+
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        raise NotImplementedError
+
+    def resolve(self, path: str, hops: int = 40) -> tuple[str, Entry | None]:
+        """Follow symlinks (absolute ones from the root); returns the final path and entry."""
+        entries = self.entries()
+        for _ in range(hops):
+            parts = path.split("/")
+            # Resolve symlinked parents first, then the entry itself.
+            for depth in range(1, len(parts)):
+                parent = "/".join(parts[:depth])
+                node = entries.get(parent)
+                if node is not None and node.type == "symlink":
+                    path = _join(parent, node.target, "/".join(parts[depth:]))
+                    break
+            else:
+                node = entries.get(path)
+                if node is None or node.type != "symlink":
+                    return path, node
+                path = _join(path, node.target, "")
+        return path, None
+
+
+def _join(link_path: str, target: str | None, rest: str) -> str:
+    target = target or ""
+    base = "" if target.startswith("/") else posixpath.dirname(link_path)
+    joined = posixpath.normpath(posixpath.join(base, target.lstrip("/"), rest))
+    return "" if joined == "." else joined.lstrip("/")
+
+
+class StageView(View):
+    def __init__(self, stage_dir: Path) -> None:
+        self.root = stage_dir
+        if not (stage_dir / OPT).is_dir():
+            raise UsageError(f"no stage at {stage_dir}: run extpack fetch first (or give --image / --oci)")
+        self._entries: dict[str, Entry] | None = None
+
+    def entries(self) -> dict[str, Entry]:
+        if self._entries is None:
+            found = {}
+            for dirpath, dirnames, filenames in os.walk(self.root / OPT):
+                for name in dirnames + filenames:
+                    full = os.path.join(dirpath, name)
+                    st = os.lstat(full)
+                    rel = os.path.relpath(full, self.root).replace(os.sep, "/")
+                    found[rel] = Entry(rel, _kind(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size,
+                                       os.readlink(full) if stat.S_ISLNK(st.st_mode) else None)
+            self._entries = found
+        return self._entries
+
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        with open(self.root / path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(size)
+
+
+class TreeView(StageView):
+    """A stage being built, described by the unpacker's in-memory index (no directory walk)."""
+
+    def __init__(self, stage_dir: Path, nodes: dict) -> None:
+        self.root = stage_dir
+        self._entries = {f"{OPT}/{path}": Entry(f"{OPT}/{path}", node.type, node.mode, node.size, node.target)
+                         for path, node in nodes.items()}
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "file" if stat.S_ISREG(mode) else "other"
+
+
+class LayersView(View):
+    """The merged filesystem of an image's layer tars (whiteouts applied), read lazily."""
+
+    has_rootfs = True
+
+    def __init__(self, layer_paths: list[Path]) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._where: dict[str, tuple[Path, str]] = {}
+        for layer in layer_paths:
+            self._apply(layer)
+
+    def _apply(self, layer: Path) -> None:
+        with tarfile.open(layer, "r:*") as archive:
+            for member in archive:
+                name = posixpath.normpath(member.name.lstrip("./").lstrip("/")) if member.name not in (".", "./") else ""
+                if not name or name == ".":
+                    continue
+                head, base = posixpath.split(name)
+                if base == ".wh..wh..opq":
+                    self._remove_under(head, keep_self=True)
+                    continue
+                if base.startswith(".wh."):
+                    self._remove_under(posixpath.join(head, base[4:]), keep_self=False)
+                    continue
+                kind = "file" if member.isreg() else "dir" if member.isdir() else \
+                    "symlink" if member.issym() else "file" if member.islnk() else "other"
+                source = member.linkname if member.islnk() else member.name
+                self._entries[name] = Entry(name, kind, member.mode & 0o7777, member.size,
+                                            member.linkname if member.issym() else None)
+                if kind == "file":
+                    self._where[name] = (layer, self._where.get(member.linkname, (layer, source))[1]
+                                         if member.islnk() else source)
+
+    def _remove_under(self, path: str, *, keep_self: bool) -> None:
+        prefix = path + "/"
+        for name in [n for n in self._entries if n.startswith(prefix) or (n == path and not keep_self)]:
+            del self._entries[name]
+            self._where.pop(name, None)
+
+    def entries(self) -> dict[str, Entry]:
+        return self._entries
+
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        layer, member = self._where[path]
+        with tarfile.open(layer, "r:*") as archive:
+            handle = archive.extractfile(member)
+            if handle is None:
+                return b""
+            handle.seek(offset)
+            return handle.read(size)
+
+
+def oci_layout_view(layout: Path, arch: str | None) -> LayersView:
+    """The image in an OCI layout (the first manifest, or the one for `arch` in an index)."""
+    try:
+        index = json.loads((layout / "index.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{layout} is not an OCI image layout ({exc})") from None
+    manifest = _pick_manifest(layout, index, arch)
+    return LayersView([_blob(layout, layer["digest"]) for layer in manifest["layers"]])
+
+
+def _blob(layout: Path, digest: str) -> Path:
+    algorithm, _, hexdigest = digest.partition(":")
+    return layout / "blobs" / algorithm / hexdigest
+
+
+def _pick_manifest(layout: Path, document: dict, arch: str | None) -> dict:
+    if "layers" in document:
+        return document
+    wanted = {"x86_64": "amd64", "arm64": "arm64"}.get(arch or "", None)
+    manifests = document.get("manifests", [])
+    if not manifests:
+        raise UsageError(f"{layout} holds no image")
+    chosen = next((m for m in manifests if wanted and m.get("platform", {}).get("architecture") == wanted),
+                  manifests[0])
+    return _pick_manifest(layout, json.loads(_blob(layout, chosen["digest"]).read_text()), arch)
+
+
+def docker_image_view(ref: str, workdir: Path) -> LayersView:
+    """A local Docker image, through `docker save` (works with any 20.10+ daemon)."""
+    archive = workdir / "image.tar"
+    docker = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+    try:
+        subprocess.run([docker, "save", "-o", str(archive), ref], check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise UsageError("docker is not installed: use --oci DIR with a layout from extpack image") from None
+    except subprocess.CalledProcessError as exc:
+        message = (exc.stderr or "").strip().splitlines()[-1:] or ["docker save failed"]
+        raise UsageError(f"cannot read image {ref}: {message[0]}") from None
+    unpacked = workdir / "saved"
+    with tarfile.open(archive) as saved:
+        # The data filter refuses paths that leave the folder, where this Python has it.
+        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        saved.extractall(unpacked, **kwargs)
+    manifest = json.loads((unpacked / "manifest.json").read_text())[0]
+    return LayersView([unpacked / layer for layer in manifest["Layers"]])
+
+
+def temporary_workdir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="extpack-doctor-")
+
+
+__all__ = ["Entry", "View", "StageView", "LayersView", "oci_layout_view", "docker_image_view"]
