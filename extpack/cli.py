@@ -6,6 +6,7 @@ Every ExtpackError becomes one line on stderr and its documented exit code.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -138,9 +139,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, _Terminated):
+    except (KeyboardInterrupt, _Terminated) as exc:
         click.echo("extpack: interrupted; the previous stage and lock are unchanged", err=True)
-        sys.exit(130)
+        sys.stderr.flush()
+        # A download thread may be blocked on a socket; its files are already removed, so
+        # exit now rather than wait for it (128 + the signal number, as shells report it).
+        os._exit(143 if isinstance(exc, _Terminated) else 130)
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:  # the one place an unexpected error is turned into exit 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +19,11 @@ from extpack.exceptions import DownloadError
 
 CHUNK = 1 << 20
 ATTEMPTS = 5
+# While waiting on the network, on_progress(0) is called this often, so a fetch that was
+# cancelled (its on_progress raises) stops promptly even when the server sends nothing.
+POLL_SECONDS = 0.1
+QUEUE_CHUNKS = 4  # body chunks buffered between the network thread and the writer
+ZIP_MAGIC = b"PK"  # every zip starts with a local header (PK\3\4) or, empty, its end record (PK\5\6)
 
 
 def _float_env(name: str, default: float) -> float:
@@ -55,9 +62,14 @@ def download(
     """Write the body of `url` to `fd` (from offset 0) and return its sha256 hex.
 
     Retries connection errors, truncation, 5xx and 429 with exponential backoff; a 403
-    is answered once by a fresh URL from `refresh_url`.
+    is answered once by a fresh URL from `refresh_url`. A body that is not a complete zip
+    (an error page, a download cut short with no size to check it against) is a failed
+    attempt, never a result. `on_progress` is also called with 0 while waiting: an
+    exception from it (a cancelled fetch) ends the download at once.
     """
     import requests
+
+    check = on_progress or (lambda amount: None)
 
     backoff = _float_env("EXTPACK_RETRY_BACKOFF", 0.5)
     timeout = (10.0, _float_env("EXTPACK_HTTP_TIMEOUT", 60.0))
@@ -68,11 +80,12 @@ def download(
         session.trust_env = True
         for attempt in range(ATTEMPTS):
             if attempt:
-                time.sleep(min(backoff * 2 ** (attempt - 1), 8.0))
+                _sleep(min(backoff * 2 ** (attempt - 1), 8.0), check)
+            check(0)
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
             try:
-                return _fetch_once(session, url, fd, expected, timeout, layer, on_progress)
+                return _fetch_once(session, url, fd, expected, timeout, layer, check)
             except _Expired:
                 if refresh_url is None or refreshed:
                     raise DownloadError(
@@ -96,8 +109,10 @@ def download(
                         layer=layer)
 
 
-def _fetch_once(session, url, fd, expected: Expected, timeout, layer, on_progress) -> str:
-    with session.get(url, stream=True, timeout=timeout, allow_redirects=True) as response:
+def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> str:
+    receiver = _Receiver(session, url, timeout)
+    try:
+        _, response = receiver.get(check)
         status = response.status_code
         host = urlsplit(url).hostname
         if status == 403:
@@ -115,20 +130,105 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, on_progres
             )
         digest = hashlib.sha256()
         received = 0
-        for chunk in response.iter_content(CHUNK):
+        prefix = b""
+        while True:
+            kind, chunk = receiver.get(check)
+            if kind == "end":
+                break
+            if len(prefix) < len(ZIP_MAGIC):
+                prefix += chunk[: len(ZIP_MAGIC) - len(prefix)]
+                if len(prefix) == len(ZIP_MAGIC) and prefix != ZIP_MAGIC:
+                    raise _not_a_zip(host, response)
             received += len(chunk)
             if received > limit:
                 raise DownloadError(f"the server sent more than the expected {limit} bytes: refusing it", layer=layer)
             digest.update(chunk)
             _write_all(fd, chunk)
-            if on_progress:
-                on_progress(len(chunk))
+            check(len(chunk))
+    finally:
+        receiver.abandon()
     if expected.size is not None and received != expected.size:
         raise _Retry(f"the download was truncated ({received} of {expected.size} bytes)")
+    if prefix != ZIP_MAGIC:
+        raise _not_a_zip(host, response)
     sha = digest.hexdigest()
     if expected.sha256 is not None and sha != expected.sha256:
         raise _Retry(f"checksum mismatch (got sha256 {sha[:12]}…, expected {expected.sha256[:12]}…)")
+    if expected.sha256 is None and not _is_complete_zip(fd):
+        # Nothing to check the bytes against (a URL source not locked yet): a connection
+        # closed early without a Content-Length looks like success, so ask the zip itself.
+        raise _Retry(f"the download from {host} is not a complete zip (cut short?)")
     return sha
+
+
+def _not_a_zip(host, response) -> _Retry:
+    kind = response.headers.get("Content-Type") or "something"
+    return _Retry(f"{host} sent {kind.split(';')[0].strip()} instead of a zip (an error page?)")
+
+
+def _is_complete_zip(fd: int) -> bool:
+    import zipfile
+
+    with os.fdopen(os.dup(fd), "rb") as handle:  # the caller writes no more, so sharing the offset is fine
+        return zipfile.is_zipfile(handle)
+
+
+def _sleep(seconds: float, check: Callable[[int], None]) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, POLL_SECONDS))
+        check(0)
+
+
+class _Receiver:
+    """One GET whose network I/O runs in a daemon thread, handed over through a small queue.
+
+    A read from a silent server blocks for the whole read timeout and cannot be
+    interrupted; waiting on the queue instead lets the caller notice a cancellation every
+    POLL_SECONDS. The caller alone writes the file and reports progress; an abandoned
+    thread only finishes its read (or times out) and drops what it got.
+    """
+
+    def __init__(self, session, url: str, timeout) -> None:
+        self._items: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._abandoned = threading.Event()
+        threading.Thread(target=self._run, args=(session, url, timeout), name="extpack-download",
+                         daemon=True).start()
+
+    def _run(self, session, url: str, timeout) -> None:
+        try:
+            with session.get(url, stream=True, timeout=timeout, allow_redirects=True) as response:
+                if not self._put(("response", response)) or response.status_code != 200:
+                    return
+                for chunk in response.iter_content(CHUNK):
+                    if not self._put(("chunk", chunk)):
+                        return
+            self._put(("end", None))
+        except BaseException as exc:  # handed to the caller, which sorts retryable from fatal
+            self._put(("error", exc))
+
+    def _put(self, item) -> bool:
+        while not self._abandoned.is_set():
+            try:
+                self._items.put(item, timeout=POLL_SECONDS)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def get(self, check: Callable[[int], None]):
+        while True:
+            try:
+                kind, value = self._items.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                check(0)
+                continue
+            if kind == "error":
+                raise value
+            return kind, value
+
+    def abandon(self) -> None:
+        self._abandoned.set()
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -98,6 +98,8 @@ class Fetcher:
         self.resolver = LambdaResolver(profile=options.profile, endpoint_url=options.endpoint_url)
         self._cancelled = threading.Event()
         self._scratch: Path | None = None
+        self._temps: set[Path] = set()  # downloads in progress, removed by the main thread on interrupt
+        self._temps_lock = threading.Lock()
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -178,8 +180,11 @@ class Fetcher:
 
     def _unchanged_result(self, sources, pins, lock) -> FetchResult | None:
         """The no-op fast path: everything pinned and the stage already holds exactly that."""
-        if any(pin is None for pin in pins) or any(s.kind == "zip" for s in sources):
+        if any(pin is None for pin in pins):
             return None
+        for source, pin in zip(sources, pins):
+            if source.kind == "zip" and sha256_file(source.path) != pin.sha256:
+                return None
         manifest = staging.read_manifest(self.options.stage_dir)
         if manifest is None or manifest.get("arch") != self.options.arch \
                 or manifest.get("max_layer_size") != self.options.max_layer_size:
@@ -240,15 +245,18 @@ class Fetcher:
             staging.commit(build_dir, options.stage_dir, options.lock_path, new_lock.to_text())
             result.files = len(manifest["files"])
             result.total_size = manifest["total_size"]
-            return result
         except BaseException:
+            # Don't wait for downloads stuck on a socket: remove their files and leave.
             self._cancelled.set()
-            executor.shutdown(wait=True, cancel_futures=True)
+            executor.shutdown(wait=False, cancel_futures=True)
+            with self._temps_lock:
+                for temp in self._temps:
+                    _unlink_quietly(temp)
             if build_dir.exists():
                 staging.discard(build_dir)
             raise
-        finally:
-            executor.shutdown(wait=True)
+        executor.shutdown(wait=True)
+        return result
 
     def _doctor(self, build_dir: Path, tree: StageTree, manifest: dict) -> list[str]:
         """doctor's checks on the new stage: errors stop the fetch, warnings are returned."""
@@ -338,6 +346,8 @@ class Fetcher:
             self._scratch.mkdir(exist_ok=True)
             temp = self._scratch / f"layer-{index}.zip"
             fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with self._temps_lock:
+            self._temps.add(temp)
         self.progress.layer_started(index, display, expected.size)
 
         def on_progress(amount: int) -> None:
@@ -347,14 +357,23 @@ class Fetcher:
 
         try:
             sha = download(url, fd, expected, layer=display, refresh_url=refresh, on_progress=on_progress)
+            if self.cache is None:
+                return temp, sha, True
+            return self.cache.commit(temp, sha), sha, False
         except BaseException:
-            os.close(fd)
-            os.unlink(temp)
+            _unlink_quietly(temp)
             raise
-        os.close(fd)
-        if self.cache is None:
-            return temp, sha, True
-        return self.cache.commit(temp, sha), sha, False
+        finally:
+            os.close(fd)
+            with self._temps_lock:
+                self._temps.discard(temp)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _wants_upgrade(source: Source, upgrade: list[str] | None) -> bool:

@@ -175,8 +175,14 @@ class StageTree:
             threads = [threading.Thread(target=work, name=f"extpack-unpack-{n}") for n in range(workers)]
             for thread in threads:
                 thread.start()
-            for thread in threads:
-                thread.join()
+            try:
+                for thread in threads:
+                    thread.join()
+            except BaseException as interrupt:  # Ctrl-C: let each thread finish its file, then stop
+                failure.append(interrupt)
+                for thread in threads:
+                    thread.join()
+                raise
         if failure:
             raise failure[0]
         return nodes  # type: ignore[return-value]
