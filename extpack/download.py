@@ -204,7 +204,7 @@ class _Receiver:
                     if not self._put(("chunk", chunk)):
                         return
             self._put(("end", None))
-        except BaseException as exc:  # handed to the caller, which sorts retryable from fatal
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which sorts retryable from fatal
             self._put(("error", exc))
 
     def _put(self, item) -> bool:

@@ -127,7 +127,7 @@ class Fetcher:
         `upgrade` None keeps every pin; an empty list moves every unversioned ARN to its newest
         version; names or ARNs limit the upgrade to those layers.
         """
-        from extpack.lock import write_atomically
+        from extpack.atomic import write_atomically
 
         sources = [parse_source(text, base_dir=self.options.base_dir) for text in self.options.sources]
         if not sources:
@@ -199,7 +199,7 @@ class Fetcher:
         new_lock = Lock(self.options.arch, tuple(pins))
         lock_changed = lock != new_lock
         if lock_changed:
-            from extpack.lock import write_atomically
+            from extpack.atomic import write_atomically
             write_atomically(self.options.lock_path, new_lock.to_text())
         layers = [LayerSummary(i, pin, s.display, layer["files"], layer["unzipped_size"], True)
                   for i, (pin, s, layer) in enumerate(zip(pins, sources, manifest["layers"]))]

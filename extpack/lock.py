@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -66,17 +64,3 @@ def read_lock(path: Path) -> Lock | None:
         return Lock(arch=data["arch"], layers=layers)
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"lock file {path} is not valid ({exc}): restore it from version control or delete it") from None
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` in one step: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise

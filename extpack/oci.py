@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from .atomic import write_atomically
 from .exceptions import UsageError
 
 if TYPE_CHECKING:  # image.py imports this module; keep the runtime import one-way
@@ -145,24 +146,12 @@ def _check_ref_name(tag: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _put_blob(blobs_dir: Path, blob: Blob) -> None:
     dest = blobs_dir / blob.hex
     if dest.is_file() and dest.stat().st_size == blob.size:
         return  # content-addressed: same name and size means same content
     if blob.data is not None:
-        _atomic_write(dest, blob.data)
+        write_atomically(dest, blob.data)
         return
     assert blob.path is not None
     tmp = dest.with_name(f".{blob.hex}.tmp")
@@ -204,9 +193,9 @@ def write_oci_layout(builds: ImageBuild | Sequence[ImageBuild], path: Path, tag:
         except (ValueError, AttributeError) as e:
             raise UsageError(f"{index_path} is not valid JSON ({e}): remove it or choose another --output") from e
     manifests.append(target.top.descriptor(platform=target.platform, annotations={ANNOTATION_REF_NAME: tag}))
-    _atomic_write(path / "oci-layout", _OCI_LAYOUT)
+    write_atomically(path / "oci-layout", _OCI_LAYOUT)
     index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": manifests}
-    _atomic_write(index_path, canonical_json(index))
+    write_atomically(index_path, canonical_json(index))
     return target.digest
 
 

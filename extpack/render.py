@@ -218,14 +218,13 @@ def check_drift(rendered: Rendered, output: Path) -> None:
 
 
 def write(rendered: Rendered, output: Path) -> list[Path]:
-    from extpack.lock import write_atomically
+    from extpack.atomic import write_atomically
 
     written = [output]
     write_atomically(output, rendered.dockerfile)
     if rendered.entry_script is not None:
         entry_path = output.parent / ENTRY_SCRIPT
-        write_atomically(entry_path, rendered.entry_script)
-        os.chmod(entry_path, 0o755)
+        write_atomically(entry_path, rendered.entry_script, mode=0o755)
         written.append(entry_path)
     return written
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from extpack.elf import HEADER_BYTES, elf_arch
 from extpack.exceptions import LayerContentError
-from extpack.lock import write_atomically
+from extpack.atomic import write_atomically
 from extpack.unpack import StageTree
 
 MANIFEST_SCHEMA = "extpack.manifest/v1"

@@ -173,15 +173,20 @@ class StageTree:
             work()
         else:
             threads = [threading.Thread(target=work, name=f"extpack-unpack-{n}") for n in range(workers)]
-            for thread in threads:
-                thread.start()
             try:
+                # Started inside the try: an interrupt that lands while the threads are
+                # being started must still wait for those already writing.
+                for thread in threads:
+                    thread.start()
                 for thread in threads:
                     thread.join()
             except BaseException as interrupt:  # Ctrl-C: let each thread finish its file, then stop
                 failure.append(interrupt)
                 for thread in threads:
-                    thread.join()
+                    try:
+                        thread.join()
+                    except RuntimeError:  # never started
+                        pass
                 raise
         if failure:
             raise failure[0]
