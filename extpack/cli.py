@@ -131,15 +131,16 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         click.echo(f"extpack: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("extpack: interrupted", err=True)
-        sys.exit(130)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "extpack"
+        click.echo(f"extpack: error: {exc.format_message()} (see {command} --help)", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, _Terminated) as exc:
+    except (KeyboardInterrupt, click.exceptions.Abort, _Terminated) as exc:
         click.echo("extpack: interrupted; the previous stage and lock are unchanged", err=True)
         sys.stderr.flush()
         # A download thread may be blocked on a socket; its files are already removed, so

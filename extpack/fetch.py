@@ -252,8 +252,10 @@ class Fetcher:
             with self._temps_lock:
                 for temp in self._temps:
                     _unlink_quietly(temp)
-            if build_dir.exists():
+            try:
                 staging.discard(build_dir)
+            except OSError:  # best effort: the error that brought us here is the one to report
+                pass
             raise
         executor.shutdown(wait=True)
         return result
@@ -348,6 +350,10 @@ class Fetcher:
             fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with self._temps_lock:
             self._temps.add(temp)
+        if self._cancelled.is_set():  # the main thread may have swept the temps already
+            os.close(fd)
+            _unlink_quietly(temp)
+            raise DownloadError("cancelled", layer=display)
         self.progress.layer_started(index, display, expected.size)
 
         def on_progress(amount: int) -> None:

@@ -158,7 +158,8 @@ def _aws_error(exc: Exception, layer: str) -> Exception:
         code = error.get("Code", "Unknown")
         hint = _CODE_HINTS.get(code) or f"Lambda API error {code}: {error.get('Message', '').strip()}"
         return AwsError(hint, layer=layer)
-    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError)):
+    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
+                        bx.ConnectionClosedError, bx.HTTPClientError)):
         return AwsError("cannot reach the Lambda API: check the network, the region and --endpoint-url", layer=layer)
     if isinstance(exc, bx.BotoCoreError):
         return AwsError(f"AWS client error: {exc}", layer=layer)
