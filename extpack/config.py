@@ -51,8 +51,10 @@ class Config:
 
     def get(self, key: str, default=None):
         value = self.values.get(key, default)
-        if key in PATH_KEYS and isinstance(value, str) and key in self.values:
-            return self.base_dir / value
+        if key in self.values and isinstance(value, str) and (
+                key in PATH_KEYS or (key == "template" and value.endswith(".j2"))):
+            path = self.base_dir / value
+            return str(path) if key == "template" else path
         return value
 
 

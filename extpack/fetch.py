@@ -132,6 +132,10 @@ class Fetcher:
         sources = [parse_source(text, base_dir=self.options.base_dir) for text in self.options.sources]
         if not sources:
             raise UsageError("no layers to lock: give layer ARNs, .zip paths or URLs, or list them in extpack.toml")
+        for item in upgrade or []:
+            if not any(_wants_upgrade(source, [item]) for source in sources):
+                raise UsageError(f"--layer {item!r} matches no layer ARN without a version: only those can be "
+                                 "upgraded (give the name or ARN as listed)")
         old = read_lock(self.options.lock_path)
         usable = old if old is not None and old.arch == self.options.arch else None
         entries = []
@@ -143,6 +147,8 @@ class Fetcher:
         new = Lock(self.options.arch, tuple(entries))
         if new != old:
             write_atomically(self.options.lock_path, new.to_text())
+        else:  # up to date: say so to make, which compares it with extpack.toml
+            os.utime(self.options.lock_path)
         return old, new
 
     def _lock_entry(self, index: int, source: Source) -> LockedLayer:
@@ -242,7 +248,9 @@ class Fetcher:
             staging.write_manifest(build_dir, manifest)
             new_lock = Lock(options.arch, tuple(item.locked for item in obtained))
             result.lock_changed = new_lock != lock
-            staging.commit(build_dir, options.stage_dir, options.lock_path, new_lock.to_text())
+            # An unchanged lock is left alone, so Makefiles that depend on it stay satisfied.
+            staging.commit(build_dir, options.stage_dir, options.lock_path,
+                           new_lock.to_text() if result.lock_changed else None)
             result.files = len(manifest["files"])
             result.total_size = manifest["total_size"]
         except BaseException:

@@ -215,6 +215,7 @@ def commit(build_dir: Path, stage_dir: Path, lock_path: Path | None, lock_text: 
         os.rename(build_dir, stage_dir)
         if lock_path is not None and lock_text is not None:
             write_atomically(lock_path, lock_text)
+            os.utime(stage_dir / MANIFEST_NAME)  # the stage is never older than its lock
     if retired is not None:
         discard(retired)
 

@@ -37,7 +37,11 @@ output = "Dockerfile"
 MAKEFILE_SNIPPET = """\
 # extpack: lock -> stage -> Dockerfile -> image. `make` does nothing when nothing changed.
 EXTPACK ?= extpack
+DOCKER ?= docker
 IMAGE ?= my-function:latest
+
+extpack.lock: extpack.toml
+\t$(EXTPACK) lock
 
 .extpack/manifest.json: extpack.lock
 \t$(EXTPACK) fetch --frozen
@@ -46,7 +50,7 @@ Dockerfile: .extpack/manifest.json extpack.toml
 \t$(EXTPACK) render
 
 .image-built: Dockerfile .extpack/manifest.json $(shell find src -type f 2>/dev/null)
-\tdocker build -t $(IMAGE) .
+\t$(DOCKER) build -t $(IMAGE) .
 \ttouch $@
 """
 
