@@ -10,12 +10,14 @@
 #   skopeo, umoci    read and check OCI layouts offline
 #   unzip            reference unpacker the tests compare against
 #   make, git        Makefile targets; git for the working tree
+#   golang-go        compiles the seed's Go handler for tests/test_docker_e2e.py (~15 s to
+#                    install; without it a shell-script handler stands in)
 #
 # Usage: .ci/install.sh            (as root, or with sudo available)
 #        EXTPACK_APT_EXTRA="pkg ..." .ci/install.sh   to add packages
 set -eu
 
-PACKAGES="docker.io skopeo umoci busybox-static docker-registry unzip make git ca-certificates"
+PACKAGES="docker.io skopeo umoci busybox-static docker-registry unzip make git ca-certificates golang-go"
 PACKAGES="$PACKAGES ${EXTPACK_APT_EXTRA:-}"
 
 export DEBIAN_FRONTEND=noninteractive

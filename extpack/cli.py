@@ -215,6 +215,9 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
     result = rendering.render(options)
     if output == "-":
         click.echo(result.dockerfile, nl=False)
+        if result.entry_script is not None:
+            click.echo(f"note: the Dockerfile COPYs {rendering.ENTRY_SCRIPT}, which only --output FILE writes",
+                       err=True)
         return
     target = Path(output)
     if not from_image:

@@ -124,7 +124,8 @@ def render(options: RenderOptions) -> Rendered:
         "rie": rie,
         "rie_binary": options.rie_binary,
         "rie_url": RIE_URL + ("-arm64" if arch == "arm64" else ""),
-        "entry_script": ENTRY_SCRIPT,
+        # Written beside the Dockerfile; COPY names it relative to the build context.
+        "entry_script": _relative(_output_dir(options.output) / ENTRY_SCRIPT, context_dir),
         "copies": options.copies,
         "env": options.env,
         "entrypoint": options.entrypoint,
@@ -230,29 +231,52 @@ def write(rendered: Rendered, output: Path) -> list[Path]:
 
 
 def dockerignore_problem(context_dir: Path, stage_dir: Path) -> str | None:
-    """Say so when the context's .dockerignore would hide the stage from `COPY`."""
-    ignore_file = context_dir / ".dockerignore"
+    """Say so when the context's .dockerignore would hide any staged file from `COPY`."""
     try:
-        lines = ignore_file.read_text().splitlines()
+        lines = (context_dir / ".dockerignore").read_text().splitlines()
     except FileNotFoundError:
         return None
-    import fnmatch
-
-    target = Path(os.path.relpath((stage_dir / "opt").absolute(), context_dir.absolute())).as_posix()
-    candidates = [target.rsplit("/", depth)[0] for depth in range(target.count("/"), -1, -1)] + [target + "/x"]
-    excluded = False
-    for raw in lines:
-        pattern = raw.strip()
-        if not pattern or pattern.startswith("#"):
-            continue
-        negate = pattern.startswith("!")
-        pattern = pattern.lstrip("!").strip().strip("/")
-        pattern = os.path.normpath(pattern) if pattern else pattern
-        matched = any(fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.replace("**/", ""))
-                      for path in candidates)
-        if matched:
-            excluded = not negate
-    if excluded:
-        return (f"{ignore_file} excludes {target}, so docker build cannot COPY the stage: add the line "
-                f"'!{target}' to it")
+    rules = [rule for rule in (_ignore_rule(line) for line in lines) if rule is not None]
+    if not rules:
+        return None
+    opt = Path(os.path.relpath((stage_dir / "opt").absolute(), context_dir.absolute())).as_posix()
+    manifest = read_manifest(stage_dir) or {"files": []}
+    for path in [opt] + [f"{opt}/{entry['path']}" for entry in manifest["files"]]:
+        if _ignored(path, rules):
+            return (f"{context_dir / '.dockerignore'} excludes {path}, so docker build would leave it out of the "
+                    f"image: add the line '!{opt}' at its end")
     return None
+
+
+def _ignore_rule(line: str):
+    """One .dockerignore line as (regex, negated), with Docker's matching rules."""
+    pattern = line.strip()
+    if not pattern or pattern.startswith("#"):
+        return None
+    negated = pattern.startswith("!")
+    pattern = os.path.normpath(pattern.lstrip("!").strip()).lstrip("/")
+    if pattern in (".", ""):
+        return None
+    regex, index = "", 0
+    while index < len(pattern):
+        char = pattern[index]
+        if pattern.startswith("**/", index):
+            regex, index = regex + "(?:.*/)?", index + 3
+            continue
+        if pattern.startswith("**", index):
+            regex, index = regex + ".*", index + 2
+            continue
+        regex += {"*": "[^/]*", "?": "[^/]"}.get(char) or (char if char in "[]-^" else re.escape(char))
+        index += 1
+    return re.compile(regex), negated
+
+
+def _ignored(path: str, rules) -> bool:
+    """Docker: a rule matching the path or one of its parents applies; the last one wins."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+    excluded = False
+    for regex, negated in rules:
+        if any(regex.fullmatch(candidate) for candidate in candidates):
+            excluded = not negated
+    return excluded
