@@ -531,7 +531,7 @@ def doctor(ctx, stage_dir, image_ref, oci_dir, arch, strict, apply_fixes, as_jso
             stage_dir = stage_dir or _pick(None, _config(ctx), "stage-dir", Path(".extpack"))
             view, target = rootfs.StageView(stage_dir), f"stage {stage_dir}"
             manifest = read_manifest(stage_dir)
-        arch = arch or (manifest or {}).get("arch") or "x86_64"
+        arch = arch or (manifest or {}).get("arch") or view.arch or "x86_64"
         findings = checks.diagnose(view, arch, manifest)
         fixed = checks.fix(view, findings) if apply_fixes else []
     if fixed:

@@ -65,6 +65,10 @@ def _check_extension(view: View, entry: Entry, arch: str) -> list[Finding]:
                         "try to start it", f"remove it from the layer (zip -d LAYER.zip 'extensions/{name}'), "
                         "or run extpack doctor --fix")]
     final_path, final = view.resolve(path)
+    if final is None and not view.has_rootfs and not final_path.startswith("opt/"):
+        return [Finding(WARNING, "extension-outside-opt", path, f"a symlink to {entry.target}, outside /opt: "
+                        "it cannot be checked in a stage", "make sure the base image has it (extpack doctor "
+                        "--image checks the built image)")]
     if final is None:
         return [Finding(ERROR, "extension-dangling", path, f"a symlink to {entry.target} that does not resolve "
                         "inside the image", "ship the target in a layer, or remove the link")]
@@ -157,7 +161,8 @@ def _check_manifest(view: View, entries: dict[str, Entry], manifest: dict, arch:
     for layer in layers:
         declared = layer.get("architectures") or []
         name = layer.get("arn") or layer.get("source")
-        cpus = {elf_arch(view.read(e["path_opt"], 0, HEADER_BYTES)) for e in _layer_extensions(manifest, layer)}
+        cpus = {elf_arch(view.read(e["path_opt"], 0, HEADER_BYTES)) for e in _layer_extensions(manifest, layer)
+                if getattr(entries.get(e["path_opt"]), "type", None) == "file"}
         cpus.discard(None)
         if declared and cpus and not cpus <= set(declared):
             findings.append(Finding(WARNING, "architectures-mismatch", None, f"layer {name} declares "
@@ -188,12 +193,13 @@ def _layer_extensions(manifest: dict, layer: dict) -> list[dict]:
 def fix(stage_view, findings: list[Finding]) -> list[str]:
     """Apply the safe mechanical fixes on a stage; returns what was done."""
     import os
+    import shutil
 
     done = []
     for finding in findings:
         full = stage_view.root / finding.path if finding.path else None
         if finding.code == "junk-extension":
-            os.unlink(full)
+            shutil.rmtree(full) if full.is_dir() and not full.is_symlink() else os.unlink(full)
             done.append(f"removed /{finding.path}")
         elif finding.code in ("not-readable", "extension-not-for-others"):
             mode = os.stat(full).st_mode & 0o7777  # through a link: the target is what must be readable

@@ -241,9 +241,8 @@ class Fetcher:
                 result.overrides.extend((o.path, o.layer, o.previous_layer) for o in unpacked.overrides)
                 records.append(_layer_record(index, source, item.locked, unpacked.files, unpacked.unzipped_size))
             tree.finish()
-            result.warnings = staging.check_extensions(tree, options.arch)
             manifest = staging.manifest_json(tree, options.arch, records, options.max_layer_size)
-            result.warnings += self._doctor(build_dir, tree, manifest)
+            result.warnings = self._doctor(build_dir, tree, manifest)
             staging.discard(self._scratch) if self._scratch.exists() else None
             staging.write_manifest(build_dir, manifest)
             new_lock = Lock(options.arch, tuple(item.locked for item in obtained))
@@ -282,7 +281,9 @@ class Fetcher:
             layer = tree.layer_names[node.layer] if node is not None else None
             more = f" ({len(blocking) - 1} more: see extpack doctor)" if len(blocking) > 1 else ""
             where = f"/{first.path}: " if first.path else ""
-            raise LayerContentError(f"{where}{first.message}; fix: {first.fix}{more}", layer=layer)
+            fix = first.fix if first.severity == ERROR else \
+                "fix the modes in the layer zip, or fetch without --strict and run extpack doctor --fix"
+            raise LayerContentError(f"{where}{first.message}; fix: {fix}{more}", layer=layer)
         return [f"/{f.path}: {f.message}" if f.path else f.message for f in findings if f.severity == WARNING]
 
     def _obtain(self, index: int, source: Source, pin: LockedLayer | None) -> _Obtained:

@@ -34,6 +34,7 @@ class View:
     """A tree; `has_rootfs` says whether paths outside /opt (interpreters) can be checked."""
 
     has_rootfs = False
+    arch: str | None = None
 
     def entries(self) -> dict[str, Entry]:
         raise NotImplementedError
@@ -116,7 +117,8 @@ class LayersView(View):
 
     has_rootfs = True
 
-    def __init__(self, layer_paths: list[Path]) -> None:
+    def __init__(self, layer_paths: list[Path], arch: str | None = None) -> None:
+        self.arch = arch  # from the image config, in Lambda's names (x86_64, arm64)
         self._entries: dict[str, Entry] = {}
         self._where: dict[str, tuple[Path, str]] = {}
         for layer in layer_paths:
@@ -170,7 +172,12 @@ def oci_layout_view(layout: Path, arch: str | None) -> LayersView:
     except (OSError, ValueError) as exc:
         raise UsageError(f"{layout} is not an OCI image layout ({exc})") from None
     manifest = _pick_manifest(layout, index, arch)
-    return LayersView([_blob(layout, layer["digest"]) for layer in manifest["layers"]])
+    config = json.loads(_blob(layout, manifest["config"]["digest"]).read_text())
+    return LayersView([_blob(layout, layer["digest"]) for layer in manifest["layers"]], _lambda_arch(config))
+
+
+def _lambda_arch(config: dict) -> str | None:
+    return {"amd64": "x86_64", "arm64": "arm64"}.get(config.get("architecture", ""))
 
 
 def _blob(layout: Path, digest: str) -> Path:
@@ -207,7 +214,8 @@ def docker_image_view(ref: str, workdir: Path) -> LayersView:
         kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         saved.extractall(unpacked, **kwargs)
     manifest = json.loads((unpacked / "manifest.json").read_text())[0]
-    return LayersView([unpacked / layer for layer in manifest["Layers"]])
+    config = json.loads((unpacked / manifest["Config"]).read_text())
+    return LayersView([unpacked / layer for layer in manifest["Layers"]], _lambda_arch(config))
 
 
 def temporary_workdir() -> tempfile.TemporaryDirectory:

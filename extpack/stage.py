@@ -16,15 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from extpack.elf import HEADER_BYTES, elf_arch
-from extpack.exceptions import LayerContentError
 from extpack.atomic import write_atomically
 from extpack.unpack import StageTree
 
 MANIFEST_SCHEMA = "extpack.manifest/v1"
 MANIFEST_NAME = "manifest.json"
 EXTENSIONS_DIR = "extensions"
-MAX_LINK_HOPS = 40
 
 
 @dataclass(frozen=True)
@@ -43,59 +40,6 @@ class LayerRecord:
 
     def to_json(self) -> dict:
         return {**self.__dict__, "architectures": list(self.architectures)}
-
-
-def check_extensions(tree: StageTree, arch: str) -> list[str]:
-    """Errors for what Lambda could not start from /opt/extensions; returns warnings."""
-    warnings: list[str] = []
-    prefix = EXTENSIONS_DIR + "/"
-    for path, node in sorted(tree.nodes.items()):
-        if not path.startswith(prefix) or "/" in path[len(prefix):]:
-            continue
-        final_path, final = _follow(tree, path)
-        if final is None:
-            where = f" (it points to {final_path})" if final_path else ""
-            if final_path and final_path.startswith("/") and not final_path.startswith("/opt/"):
-                warnings.append(f"/opt/{path} links outside /opt{where}: make sure the image has it")
-                continue
-            raise LayerContentError(f"/opt/{path} is a dangling symlink{where}: Lambda cannot start it",
-                                    layer=_layer_name(tree, node.layer))
-        if final.type != "file":
-            raise LayerContentError(f"/opt/{path} is a {final.type}, but Lambda starts every entry of /opt/extensions "
-                                    "as a program", layer=_layer_name(tree, node.layer))
-        if not final.mode & 0o111:
-            raise LayerContentError(f"/opt/{path} is not executable: it needs mode 0755 in the layer zip",
-                                    layer=_layer_name(tree, final.layer))
-        with open(tree.root / final_path, "rb") as handle:
-            cpu = elf_arch(handle.read(HEADER_BYTES))
-        if cpu is not None and cpu != arch:
-            raise LayerContentError(f"/opt/{path} is built for {cpu}, not {arch}: use --arch or the layer for {arch}",
-                                    layer=_layer_name(tree, final.layer))
-    return warnings
-
-
-def _follow(tree: StageTree, path: str):
-    """Resolve symlinks inside the stage; (target, None) when it leaves /opt or dangles."""
-    for _ in range(MAX_LINK_HOPS):
-        node = tree.nodes.get(path)
-        if node is None or node.type != "symlink":
-            return path, node
-        target = node.target or ""
-        if target.startswith("/"):
-            if not target.startswith("/opt/"):
-                return target, None
-            joined = target[len("/opt/"):]
-        else:
-            joined = os.path.join(os.path.dirname(path), target)
-        path = os.path.normpath(joined)
-        if path.startswith(".."):
-            return "/opt/" + path, None
-    return path, None
-
-
-def _layer_name(tree: StageTree, index: int) -> str | None:
-    names = getattr(tree, "layer_names", None)
-    return names[index] if names and index < len(names) else None
 
 
 def manifest_json(tree: StageTree, arch: str, layers: list[LayerRecord], max_layer_size: int) -> dict:
