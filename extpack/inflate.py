@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - exercised only where the wheel is miss
     import zlib
 
 READ_CHUNK = 1 << 20
+OUTPUT_CHUNK = 4 << 20
 LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 LOCAL_SIGNATURE = b"PK\x03\x04"
 FAST_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
@@ -61,7 +62,9 @@ def extract(fd: int, info: zipfile.ZipInfo, out_fd: int, data_end: int) -> str:
             remaining -= len(raw)
         # Never produce more than was declared: a lying size cannot make us write more.
         budget = info.file_size - written
-        chunk = inflater.decompress(raw, budget + 1) if inflater is not None else raw[: budget + 1]
+        # At most OUTPUT_CHUNK at a time, so a highly compressed entry never sits whole in memory.
+        chunk = inflater.decompress(raw, min(budget + 1, OUTPUT_CHUNK)) if inflater is not None \
+            else raw[: budget + 1]
         if len(chunk) > budget:
             raise EntryError("it holds more data than its declared size")
         crc = zlib.crc32(chunk, crc)

@@ -125,7 +125,7 @@ def render(options: RenderOptions) -> Rendered:
         "rie_binary": options.rie_binary,
         "rie_url": RIE_URL + ("-arm64" if arch == "arm64" else ""),
         # Written beside the Dockerfile; COPY names it relative to the build context.
-        "entry_script": _relative(_output_dir(options.output) / ENTRY_SCRIPT, context_dir),
+        "entry_script": _relative(_output_dir(options.output) / ENTRY_SCRIPT, context_dir) if rie else None,
         "copies": options.copies,
         "env": options.env,
         "entrypoint": options.entrypoint,

@@ -80,15 +80,12 @@ def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50, conte
     actual: set[str] = set()
     if not opt.is_dir():
         return [f"{opt} is missing"]
-    for dirpath, dirnames, filenames in os.walk(opt):
-        for name in [*dirnames, *filenames]:
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, opt)
-            actual.add(rel)
-            entry = expected.get(rel)
-            if entry is None:
-                problems.append(f"extra: /opt/{rel}")
-                continue
+    for rel, full in _scan(str(opt)):
+        actual.add(rel)
+        entry = expected.get(rel)
+        if entry is None:
+            problems.append(f"extra: /opt/{rel}")
+        else:
             problem = _entry_difference(full, entry, contents)
             if problem:
                 problems.append(f"changed: /opt/{rel} ({problem})")
@@ -96,6 +93,22 @@ def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50, conte
             return problems
     problems.extend(f"missing: /opt/{path}" for path in sorted(set(expected) - actual))
     return problems[:limit]
+
+
+def _scan(root: str):
+    """(path relative to root, full path) of everything below root, links not followed.
+
+    Builds relative paths as it goes: os.walk + relpath costs more than the stat calls.
+    """
+    pending = [("", root)]
+    while pending:
+        prefix, folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                yield rel, entry.path
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((rel + "/", entry.path))
 
 
 def _entry_difference(full: str, entry: dict, contents: bool) -> str | None:
