@@ -7,6 +7,7 @@ whose hash was checked, so concurrent fetches sharing one cache cannot see a par
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -24,6 +25,11 @@ def default_cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("extpack", appauthor=False))
+
+
+def _stat_stamp(path: Path) -> str:
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def sha256_file(path: Path) -> str:
@@ -47,6 +53,10 @@ class Cache:
         self.root = root
         self.blob_dir = root / "blobs" / "sha256"
         self.tmp_dir = root / "tmp"
+        # Beside each blob: the stat it had when its sha256 was last checked, and the sha256
+        # of every file it unpacks to. Both save re-hashing hundreds of MB on a warm build.
+        self.stamp_dir = root / "verified"
+        self.index_dir = root / "file-hashes"
 
     def blob_path(self, sha256: str) -> Path:
         return self.blob_dir / sha256
@@ -67,20 +77,55 @@ class Cache:
         final = self.blob_path(sha256)
         os.chmod(temp_path, 0o644)
         os.replace(temp_path, final)
+        self._stamp(sha256)
         return final
+
+    def is_intact(self, sha256: str) -> bool:
+        """True when the blob hashes to its name; the hash is skipped while its stat is unchanged
+        since the last check (any write changes mtime, as make and git rely on)."""
+        path = self.blob_path(sha256)
+        try:
+            if (self.stamp_dir / sha256).read_text() == _stat_stamp(path):
+                return True
+        except (FileNotFoundError, ValueError):
+            pass
+        if sha256_file(path) != sha256:
+            return False
+        self._stamp(sha256)
+        return True
+
+    def _stamp(self, sha256: str) -> None:
+        from extpack.atomic import write_atomically
+
+        write_atomically(self.stamp_dir / sha256, _stat_stamp(self.blob_path(sha256)))
 
     def touch(self, sha256: str) -> None:
         """Record a use, so `cache prune --older-than` keeps what builds still need."""
         try:
             os.utime(self.blob_path(sha256))
+            self._stamp(sha256)
         except OSError:
             pass
 
-    def evict(self, sha256: str) -> None:
+    def file_hashes(self, sha256: str) -> dict[str, str] | None:
+        """sha256 of every file the blob unpacks to, recorded by an earlier unpack."""
         try:
-            os.unlink(self.blob_path(sha256))
-        except FileNotFoundError:
-            pass
+            data = json.loads((self.index_dir / sha256).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save_file_hashes(self, sha256: str, hashes: dict[str, str]) -> None:
+        from extpack.atomic import write_atomically
+
+        write_atomically(self.index_dir / sha256, json.dumps(hashes, separators=(",", ":")))
+
+    def evict(self, sha256: str) -> None:
+        for path in (self.blob_path(sha256), self.stamp_dir / sha256, self.index_dir / sha256):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
     def blobs(self) -> Iterator[CachedBlob]:
         if not self.blob_dir.is_dir():

@@ -232,7 +232,11 @@ class Fetcher:
                 item = future.result()
                 obtained.append(item)
                 display = item.locked.arn or source.display
-                unpacked = tree.unpack(item.blob, index, name=display, max_size=options.max_layer_size)
+                known = self.cache.file_hashes(item.locked.sha256) if self.cache and item.from_cache else None
+                unpacked = tree.unpack(item.blob, index, name=display, max_size=options.max_layer_size,
+                                       known_hashes=known)
+                if self.cache is not None and known is None and not item.temporary and item.locked.kind != "zip":
+                    self.cache.save_file_hashes(item.locked.sha256, unpacked.hashes)
                 if item.temporary:
                     os.unlink(item.blob)
                 self.progress.layer_done(index)
@@ -310,7 +314,7 @@ class Fetcher:
         blob = self.cache.lookup(pin.sha256)
         if blob is None:
             return None
-        if sha256_file(blob) == pin.sha256:
+        if self.cache.is_intact(pin.sha256):
             self.cache.touch(pin.sha256)
             return blob
         self.cache.evict(pin.sha256)

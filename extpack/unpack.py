@@ -54,6 +54,7 @@ class Override:
 
 @dataclass
 class LayerResult:
+    hashes: dict[str, str] = field(default_factory=dict)  # path → sha256 of this layer's files
     files: int = 0
     unzipped_size: int = 0
     overrides: list[Override] = field(default_factory=list)
@@ -73,10 +74,15 @@ class StageTree:
     def __init__(self, root: Path, *, workers: int | None = None) -> None:
         self.root = root
         self.workers = workers or min(4, os.cpu_count() or 1)
+        self._known_hashes: dict[str, str] = {}
         self.nodes: dict[str, Node] = {}
         root.mkdir(parents=True, exist_ok=True)
 
-    def unpack(self, zip_path: Path, layer: int, *, name: str, max_size: int = DEFAULT_MAX_LAYER_SIZE) -> LayerResult:
+    def unpack(self, zip_path: Path, layer: int, *, name: str, max_size: int = DEFAULT_MAX_LAYER_SIZE,
+               known_hashes: dict[str, str] | None = None) -> LayerResult:
+        """Unpack one layer over what is staged. `known_hashes` (path → sha256, from an earlier
+        unpack of the same verified zip) spares hashing the output again; CRCs are still checked."""
+        self._known_hashes = known_hashes or {}
         try:
             archive = zipfile.ZipFile(zip_path)
         except (zipfile.BadZipFile, OSError) as exc:
@@ -147,6 +153,8 @@ class StageTree:
         if previous is not None:
             node.overrode = [*previous.overrode, previous.layer]
         self.nodes[path] = node
+        if node.sha256 is not None:
+            result.hashes[path] = node.sha256
         result.files += 1
         result.unzipped_size += node.size
 
@@ -222,8 +230,9 @@ class StageTree:
         info = entry.info
         out = os.open(self.root / entry.path, _OPEN_FLAGS, 0o600)
         try:
+            known = self._known_hashes.get(entry.path)
             if info.compress_type in inflate.FAST_METHODS:
-                sha = inflate.extract(fd, info, out, archive.start_dir)
+                sha = inflate.extract(fd, info, out, archive.start_dir, hash_output=known is None) or known
             else:
                 sha = _extract_with_zipfile(archive, info, out)
             os.fchmod(out, entry.mode)
