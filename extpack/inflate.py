@@ -65,8 +65,11 @@ def extract(fd: int, info: zipfile.ZipInfo, out_fd: int, data_end: int, *, hash_
         # Never produce more than was declared: a lying size cannot make us write more.
         budget = info.file_size - written
         # At most OUTPUT_CHUNK at a time, so a highly compressed entry never sits whole in memory.
-        chunk = inflater.decompress(raw, min(budget + 1, OUTPUT_CHUNK)) if inflater is not None \
-            else raw[: budget + 1]
+        try:
+            chunk = inflater.decompress(raw, min(budget + 1, OUTPUT_CHUNK)) if inflater is not None \
+                else raw[: budget + 1]
+        except zlib.error as exc:
+            raise EntryError(f"its compressed data is invalid ({exc})") from None
         if len(chunk) > budget:
             raise EntryError("it holds more data than its declared size")
         crc = zlib.crc32(chunk, crc)

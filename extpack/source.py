@@ -77,6 +77,16 @@ def parse_arn(text: str) -> LayerArn:
 
 def parse_source(text: str, *, base_dir: Path | None = None) -> Source:
     """Classify and validate one SOURCE argument or config entry."""
+    try:
+        return _parse_source(text, base_dir)
+    except (ValueError, RuntimeError, OSError) as exc:
+        # urlsplit, ports, ~user expansion and over-long names all raise on odd input.
+        shown = redact_url(text) if "://" in text else text
+        raise UsageError(f"layer source {shown[:200]!r} is not usable ({exc}): give a layer ARN, a .zip path "
+                         "or an https:// URL") from None
+
+
+def _parse_source(text: str, base_dir: Path | None) -> Source:
     text = text.strip()
     if not text:
         raise UsageError("empty layer source: give a layer ARN, a path to a .zip, or an https:// URL")
@@ -95,6 +105,7 @@ def parse_source(text: str, *, base_dir: Path | None = None) -> Source:
 
 def _is_allowed_url(text: str) -> bool:
     parts = urlsplit(text)
+    parts.port  # raises ValueError on a malformed port, which parse_source reports
     if parts.scheme == "https" and parts.hostname:
         return True
     # Plain http only to this machine: a local mirror or a test server, never across a network.
@@ -107,8 +118,11 @@ def _bad_url(text: str) -> Source:
 
 def redact_url(url: str) -> str:
     """Drop the query and credentials of a URL: presigned URLs carry their signature there."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return url.split("?", 1)[0].split("#", 1)[0]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))

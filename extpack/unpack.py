@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import lzma
 import os
 import stat
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,10 @@ MAX_PATH_BYTES = 4095
 MAX_LINK_TARGET = 4095
 SUPPORTED_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 COPY_CHUNK = 1 << 20
-PARALLEL_THRESHOLD = 4 << 20  # below this, starting threads costs more than it saves
+PARALLEL_THRESHOLD = 4 << 20
+# What reading a damaged entry can raise, from zipfile and the decompressors behind it.
+ENTRY_ERRORS = (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, OSError, ValueError,
+                zlib.error, lzma.LZMAError)  # below this, starting threads costs more than it saves
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -85,7 +90,7 @@ class StageTree:
         self._known_hashes = known_hashes or {}
         try:
             archive = zipfile.ZipFile(zip_path)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise DownloadError(f"not a valid zip file ({exc}): is it an error page or a truncated download?",
                                 layer=name) from None
         with archive:
@@ -240,7 +245,7 @@ class StageTree:
             os.utime(out, (mtime, mtime))
         except inflate.EntryError as exc:
             raise LayerContentError(f"entry {entry.path!r} is corrupt: {exc}", layer=name) from None
-        except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, OSError) as exc:
+        except ENTRY_ERRORS as exc:
             raise LayerContentError(f"entry {entry.path!r} cannot be unpacked ({exc})", layer=name) from None
         finally:
             os.close(out)
@@ -257,14 +262,18 @@ class StageTree:
 
 
 def _extract_with_zipfile(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: int) -> str:
-    """bzip2 and lzma entries, which are rare in layers: zipfile checks size and CRC."""
+    """bzip2 and lzma entries, which are rare in layers: zipfile checks the CRC, we the size."""
     digest = hashlib.sha256()
+    written = 0
     with archive.open(info) as source:
         while chunk := source.read(COPY_CHUNK):
             digest.update(chunk)
+            written += len(chunk)
             view = memoryview(chunk)
             while view:
                 view = view[os.write(out, view):]
+    if written != info.file_size:
+        raise inflate.EntryError(f"it holds {written} bytes, not the declared {info.file_size}")
     return digest.hexdigest()
 
 
@@ -272,7 +281,7 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limi
     try:
         with archive.open(info) as source:
             return source.read(limit)
-    except zipfile.BadZipFile as exc:
+    except ENTRY_ERRORS as exc:
         raise LayerContentError(f"entry {info.filename!r} is corrupt ({exc})", layer=name) from None
 
 
@@ -282,9 +291,17 @@ def _too_big(name: str) -> LayerContentError:
     )
 
 
+DOS_EPOCH = 315532800  # 1980-01-01, the earliest time a zip can record
+
+
 def _mtime(info: zipfile.ZipInfo) -> int:
     # Zip times carry no zone; reading them as UTC keeps the stage the same on every machine.
-    return calendar.timegm((*info.date_time, 0, 0, 0))
+    # Some writers leave the fields zeroed (month 0): clamp them as unzip does.
+    year, month, day, hour, minute, second = info.date_time
+    try:
+        return calendar.timegm((year, min(max(month, 1), 12), max(day, 1), hour, minute, second, 0, 0, 0))
+    except (ValueError, OverflowError):
+        return DOS_EPOCH
 
 
 def _validated_entries(archive: zipfile.ZipFile, name: str, max_size: int) -> list[_Entry]:
