@@ -1,8 +1,10 @@
-"""Replace a file in one step: readers see the old file or the new one, never half of it."""
+"""Replace a file in one step (readers see the old file or the new one, never half of it),
+and remove a tree whatever modes it holds."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,3 +20,12 @@ def write_atomically(path: Path, data: str | bytes, *, mode: int = 0o644) -> Non
     except BaseException:
         os.unlink(temp)
         raise
+
+
+def discard(path: Path) -> None:
+    """Remove a tree, even one holding read-only directories."""
+    def make_writable_and_retry(function, failed_path, _exc):
+        os.chmod(os.path.dirname(failed_path), 0o700)
+        function(failed_path)
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)

@@ -1,19 +1,26 @@
-"""Step 4: a content-addressed store of verified layer zips.
+"""Step 4: a content-addressed store of verified layer zips, and of their unpacked trees.
 
 Blobs live at `blobs/sha256/<hex>` and only ever appear by an atomic rename of a file
 whose hash was checked, so concurrent fetches sharing one cache cannot see a partial blob.
+Beside a blob, `trees/v1/<hex>` may hold the layer unpacked (with an index of every path):
+a new stage hard-links its files instead of inflating the zip again. A tree also appears
+by one rename, and is used only while every file still has the size, mode and mtime it
+was unpacked with; otherwise it is removed and the layer unpacked again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from extpack.atomic import discard
+from extpack.unpack import LayerTree
 
 HASH_CHUNK = 1 << 20
 
@@ -53,10 +60,10 @@ class Cache:
         self.root = root
         self.blob_dir = root / "blobs" / "sha256"
         self.tmp_dir = root / "tmp"
-        # Beside each blob: the stat it had when its sha256 was last checked, and the sha256
-        # of every file it unpacks to. Both save re-hashing hundreds of MB on a warm build.
+        # Beside each blob: the stat it had when its sha256 was last checked (saves re-hashing
+        # hundreds of MB on a warm build), and its unpacked tree.
         self.stamp_dir = root / "verified"
-        self.index_dir = root / "file-hashes"
+        self.tree_dir = root / "trees" / "v1"  # bump when what an unpack writes changes
 
     def blob_path(self, sha256: str) -> Path:
         return self.blob_dir / sha256
@@ -107,25 +114,58 @@ class Cache:
         except OSError:
             pass
 
-    def file_hashes(self, sha256: str) -> dict[str, str] | None:
-        """sha256 of every file the blob unpacks to, recorded by an earlier unpack."""
+    def new_temp_dir(self) -> Path:
+        """A private directory on the cache's filesystem, for a tree being unpacked."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="tree-", dir=self.tmp_dir))
+
+    def commit_tree(self, temp_dir: Path, sha256: str, tree: LayerTree) -> LayerTree:
+        """Move a tree unpacked at `temp_dir/opt` from the verified blob `sha256` into place."""
+        (temp_dir / "index.json").write_text(tree.to_json())
+        self.tree_dir.mkdir(parents=True, exist_ok=True)
+        final = self.tree_dir / sha256
         try:
-            data = json.loads((self.index_dir / sha256).read_text())
-        except (FileNotFoundError, ValueError):
+            os.rename(temp_dir, final)
+        except OSError:  # a concurrent fetch stored the same tree first: use that one
+            discard(temp_dir)
+            stored = self.tree(sha256)
+            if stored is None:
+                raise
+            return stored
+        return tree.moved_to(final / "opt")
+
+    def tree(self, sha256: str) -> LayerTree | None:
+        """The unpacked tree of blob `sha256`, if there is one and it is intact."""
+        folder = self.tree_dir / sha256
+        try:
+            tree = LayerTree.from_json(folder / "opt", (folder / "index.json").read_text())
+        except FileNotFoundError:
             return None
-        return data if isinstance(data, dict) else None
-
-    def save_file_hashes(self, sha256: str, hashes: dict[str, str]) -> None:
-        from extpack.atomic import write_atomically
-
-        write_atomically(self.index_dir / sha256, json.dumps(hashes, separators=(",", ":")))
+        except (ValueError, KeyError, TypeError, IndexError):
+            discard(folder)
+            return None
+        root = str(tree.root) + "/"
+        try:
+            for path, node in tree.nodes.items():
+                if node.type == "file":
+                    st = os.lstat(root + path)
+                    # A write through a stage's hard link changes the mtime; a chmod, the mode.
+                    if not stat.S_ISREG(st.st_mode) or st.st_size != node.size \
+                            or stat.S_IMODE(st.st_mode) != node.mode or int(st.st_mtime) != node.mtime:
+                        raise FileNotFoundError(path)
+        except OSError:
+            discard(folder)
+            return None
+        return tree
 
     def evict(self, sha256: str) -> None:
-        for path in (self.blob_path(sha256), self.stamp_dir / sha256, self.index_dir / sha256):
+        for path in (self.blob_path(sha256), self.stamp_dir / sha256):
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+        if (self.tree_dir / sha256).is_dir():
+            discard(self.tree_dir / sha256)
 
     def blobs(self) -> Iterator[CachedBlob]:
         if not self.blob_dir.is_dir():
@@ -143,6 +183,10 @@ class Cache:
             if cutoff is None or blob.last_used < cutoff:
                 self.evict(blob.sha256)
                 removed.append(blob)
+        if self.tree_dir.is_dir():  # a tree is only ever used beside its blob
+            for entry in os.scandir(self.tree_dir):
+                if not self.blob_path(entry.name).is_file():
+                    discard(Path(entry.path))
         self._remove_stale_temps()
         return removed
 
@@ -153,6 +197,6 @@ class Cache:
         for entry in os.scandir(self.tmp_dir):
             if time.time() - entry.stat(follow_symlinks=False).st_mtime > 86400:
                 try:
-                    os.unlink(entry.path)
+                    discard(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
                 except OSError:
                     pass

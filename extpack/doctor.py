@@ -204,9 +204,32 @@ def fix(stage_view, findings: list[Finding]) -> list[str]:
         elif finding.code in ("not-readable", "extension-not-for-others"):
             mode = os.stat(full).st_mode & 0o7777  # through a link: the target is what must be readable
             extra = 0o555 if (os.path.isdir(full) or mode & 0o100) else 0o444
+            _unshare(full)
             os.chmod(full, mode | extra)
             done.append(f"chmod {mode | extra:04o} /{finding.path}")
     return done
+
+
+def _unshare(path) -> None:
+    """Give a hard-linked file (a stage shares its files with the cache's trees) its own copy,
+    so a chmod changes the stage only."""
+    import os
+    import shutil
+    import tempfile
+
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    if not os.path.isfile(real) or st.st_nlink < 2:
+        return
+    fd, temp = tempfile.mkstemp(prefix=".extpack-", dir=os.path.dirname(real))
+    try:
+        with open(real, "rb") as source, os.fdopen(fd, "wb") as copy:
+            shutil.copyfileobj(source, copy)
+        shutil.copystat(real, temp)
+        os.replace(temp, real)
+    except BaseException:
+        os.unlink(temp)
+        raise
 
 
 def doctor_json(findings: list[Finding], target: str) -> dict:

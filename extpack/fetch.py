@@ -1,7 +1,9 @@
 """The `fetch` command: sources → resolve → download → cache → unpack → stage.
 
-Layers are obtained in parallel (resolve, cache lookup, download) and unpacked in the
-order given as soon as each is ready, so downloading overlaps unpacking.
+Each layer is obtained (resolve, cache lookup, download) and unpacked into a tree of its
+own in parallel with the others; the trees are laid over each other in the order given as
+soon as each is ready. With a cache on the stage's filesystem, a layer's tree is kept in
+the cache and its files are hard-linked into every stage built from it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from extpack.download import Expected, download
 from extpack.exceptions import DownloadError, DriftError, UsageError
 from extpack.lock import Lock, LockedLayer, read_lock
 from extpack.resolve import LambdaResolver
+from extpack.overlay import StageTree
 from extpack.source import Source, parse_source
-from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, StageTree
+from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
 
 ARCHITECTURES = ("x86_64", "arm64")
 DEFAULT_JOBS = 4
@@ -86,6 +89,15 @@ class _Obtained:
     temporary: bool
 
 
+@dataclass
+class _Prepared:
+    """A layer ready to be laid over the stage: `linked` trees are the cache's, to link from."""
+
+    obtained: _Obtained
+    tree: LayerTree
+    linked: bool
+
+
 class Fetcher:
     def __init__(self, options: FetchOptions, progress: Progress | None = None) -> None:
         if options.arch not in ARCHITECTURES:
@@ -98,6 +110,7 @@ class Fetcher:
         self.resolver = LambdaResolver(profile=options.profile, endpoint_url=options.endpoint_url)
         self._cancelled = threading.Event()
         self._scratch: Path | None = None
+        self._link_from_cache = False
         self._temps: set[Path] = set()  # downloads in progress, removed by the main thread on interrupt
         self._temps_lock = threading.Lock()
 
@@ -219,35 +232,34 @@ class Fetcher:
         options = self.options
         build_dir = staging.new_build_dir(options.stage_dir)
         self._scratch = build_dir / "downloads"
+        self._link_from_cache = self.cache is not None and any(s.kind != "zip" for s in sources) \
+            and _can_link(self.cache, build_dir)
         executor = ThreadPoolExecutor(max_workers=min(options.jobs, len(sources)), thread_name_prefix="extpack")
         obtained: list[_Obtained] = []
         try:
-            futures: list[Future] = [executor.submit(self._obtain, i, s, pin)
+            futures: list[Future] = [executor.submit(self._prepare, i, s, pin)
                                      for i, (s, pin) in enumerate(zip(sources, pins))]
             tree = StageTree(build_dir / "opt")
             tree.layer_names = [s.display for s in sources]
             result = FetchResult(options.stage_dir, options.lock_path, options.arch, [])
             records = []
             for index, (source, future) in enumerate(zip(sources, futures)):
-                item = future.result()
+                prepared: _Prepared = future.result()
+                item = prepared.obtained
                 obtained.append(item)
                 display = item.locked.arn or source.display
-                known = self.cache.file_hashes(item.locked.sha256) if self.cache and item.from_cache else None
-                unpacked = tree.unpack(item.blob, index, name=display, max_size=options.max_layer_size,
-                                       known_hashes=known)
-                if self.cache is not None and known is None and not item.temporary and item.locked.kind != "zip":
-                    self.cache.save_file_hashes(item.locked.sha256, unpacked.hashes)
-                if item.temporary:
-                    os.unlink(item.blob)
+                added = tree.add(prepared.tree, index, name=display, link=prepared.linked)
                 self.progress.layer_done(index)
-                result.layers.append(LayerSummary(index, item.locked, display, unpacked.files,
-                                                  unpacked.unzipped_size, item.from_cache))
-                result.overrides.extend((o.path, o.layer, o.previous_layer) for o in unpacked.overrides)
-                records.append(_layer_record(index, source, item.locked, unpacked.files, unpacked.unzipped_size))
+                result.layers.append(LayerSummary(index, item.locked, display, added.files, added.unzipped_size,
+                                                  item.from_cache))
+                result.overrides.extend((o.path, o.layer, o.previous_layer) for o in added.overrides)
+                records.append(_layer_record(index, source, item.locked, added.files, added.unzipped_size))
             tree.finish()
             manifest = staging.manifest_json(tree, options.arch, records, options.max_layer_size)
             result.warnings = self._doctor(build_dir, tree, manifest)
-            staging.discard(self._scratch) if self._scratch.exists() else None
+            for scratch in (self._scratch, build_dir / "layers"):
+                if scratch.exists():
+                    staging.discard(scratch)
             staging.write_manifest(build_dir, manifest)
             new_lock = Lock(options.arch, tuple(item.locked for item in obtained))
             result.lock_changed = new_lock != lock
@@ -256,13 +268,14 @@ class Fetcher:
                            new_lock.to_text() if result.lock_changed else None)
             result.files = len(manifest["files"])
             result.total_size = manifest["total_size"]
-        except BaseException:
-            # Don't wait for downloads stuck on a socket: remove their files and leave.
+        except BaseException as exc:
+            # Workers stop at their next file or chunk; an interrupt does not wait for them
+            # (a download may be stuck on a socket), a failure does, so nothing is left behind.
             self._cancelled.set()
-            executor.shutdown(wait=False, cancel_futures=True)
+            executor.shutdown(wait=isinstance(exc, Exception), cancel_futures=True)
             with self._temps_lock:
                 for temp in self._temps:
-                    _unlink_quietly(temp)
+                    _remove_quietly(temp)
             try:
                 staging.discard(build_dir)
             except OSError:  # best effort: the error that brought us here is the one to report
@@ -270,6 +283,41 @@ class Fetcher:
             raise
         executor.shutdown(wait=True)
         return result
+
+    def _prepare(self, index: int, source: Source, pin: LockedLayer | None) -> _Prepared:
+        """Obtain a layer and unpack it (or find its tree in the cache); runs in a worker."""
+        item = self._obtain(index, source, pin)
+        display = item.locked.arn or source.display
+        max_size = self.options.max_layer_size
+        if self._link_from_cache and item.locked.kind != "zip" and not item.temporary:
+            tree = self.cache.tree(item.locked.sha256)
+            if tree is not None:
+                tree.check_size(max_size, display)
+                return _Prepared(item, tree, True)
+            temp = self._track(self.cache.new_temp_dir())
+            try:
+                tree = unpack_layer(item.blob, temp / "opt", name=display, max_size=max_size,
+                                    cancelled=self._cancelled)
+                return _Prepared(item, self.cache.commit_tree(temp, item.locked.sha256, tree), True)
+            except BaseException:
+                _remove_quietly(temp)
+                raise
+            finally:
+                self._untrack(temp)
+        tree = unpack_layer(item.blob, self._scratch.parent / "layers" / str(index), name=display,
+                            max_size=max_size, cancelled=self._cancelled)
+        if item.temporary:
+            os.unlink(item.blob)
+        return _Prepared(item, tree, False)
+
+    def _track(self, temp: Path) -> Path:
+        with self._temps_lock:
+            self._temps.add(temp)
+        return temp
+
+    def _untrack(self, temp: Path) -> None:
+        with self._temps_lock:
+            self._temps.discard(temp)
 
     def _doctor(self, build_dir: Path, tree: StageTree, manifest: dict) -> list[str]:
         """doctor's checks on the new stage: errors stop the fetch, warnings are returned."""
@@ -361,11 +409,10 @@ class Fetcher:
             self._scratch.mkdir(exist_ok=True)
             temp = self._scratch / f"layer-{index}.zip"
             fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with self._temps_lock:
-            self._temps.add(temp)
+        self._track(temp)
         if self._cancelled.is_set():  # the main thread may have swept the temps already
             os.close(fd)
-            _unlink_quietly(temp)
+            _remove_quietly(temp)
             raise DownloadError("cancelled", layer=display)
         self.progress.layer_started(index, display, expected.size)
 
@@ -380,19 +427,35 @@ class Fetcher:
                 return temp, sha, True
             return self.cache.commit(temp, sha), sha, False
         except BaseException:
-            _unlink_quietly(temp)
+            _remove_quietly(temp)
             raise
         finally:
             os.close(fd)
-            with self._temps_lock:
-                self._temps.discard(temp)
+            self._untrack(temp)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _remove_quietly(path: Path) -> None:
     try:
-        os.unlink(path)
+        staging.discard(path) if path.is_dir() else os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _can_link(cache: Cache, build_dir: Path) -> bool:
+    """Whether files in the cache can be hard-linked into the stage (one filesystem that allows it)."""
+    try:
+        probe = cache.new_temp_dir()
+    except OSError:
+        return False
+    try:
+        (probe / "probe").touch()
+        os.link(probe / "probe", build_dir / ".link-probe")
+        os.unlink(build_dir / ".link-probe")
+        return True
+    except OSError:
+        return False
+    finally:
+        staging.discard(probe)
 
 
 def _wants_upgrade(source: Source, upgrade: list[str] | None) -> bool:

@@ -41,14 +41,14 @@ def data_offset(fd: int, info: zipfile.ZipInfo) -> int:
     return info.header_offset + LOCAL_HEADER.size + name_length + extra_length
 
 
-def extract(fd: int, info: zipfile.ZipInfo, out_fd: int, data_end: int, *, hash_output: bool = True) -> str | None:
-    """Write the entry's content to `out_fd`; return its sha256 (None unless `hash_output`).
+def extract(fd: int, info: zipfile.ZipInfo, out_fd: int, data_end: int) -> str:
+    """Write the entry's content to `out_fd`; return its sha256.
 
     Raises EntryError."""
     start = data_offset(fd, info)
     if start + info.compress_size > data_end:
         raise EntryError("its data runs past the end of the zip's data")
-    digest = hashlib.sha256() if hash_output else None
+    digest = hashlib.sha256()
     crc = 0
     written = 0
     inflater = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
@@ -73,8 +73,7 @@ def extract(fd: int, info: zipfile.ZipInfo, out_fd: int, data_end: int, *, hash_
         if len(chunk) > budget:
             raise EntryError("it holds more data than its declared size")
         crc = zlib.crc32(chunk, crc)
-        if digest is not None:
-            digest.update(chunk)
+        digest.update(chunk)
         view = memoryview(chunk)
         while view:
             view = view[os.write(out_fd, view):]
@@ -85,4 +84,4 @@ def extract(fd: int, info: zipfile.ZipInfo, out_fd: int, data_end: int, *, hash_
         raise EntryError(f"it holds {written} bytes, not the declared {info.file_size}")
     if crc != info.CRC:
         raise EntryError("its CRC-32 does not match (corrupt data)")
-    return digest.hexdigest() if digest is not None else None
+    return digest.hexdigest()

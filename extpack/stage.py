@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from extpack.atomic import write_atomically
-from extpack.unpack import StageTree
+from extpack.atomic import discard, write_atomically
+
+if TYPE_CHECKING:
+    from extpack.overlay import StageTree
 
 MANIFEST_SCHEMA = "extpack.manifest/v1"
 MANIFEST_NAME = "manifest.json"
@@ -175,15 +177,6 @@ def commit(build_dir: Path, stage_dir: Path, lock_path: Path | None, lock_text: 
             os.utime(stage_dir / MANIFEST_NAME)  # the stage is never older than its lock
     if retired is not None:
         discard(retired)
-
-
-def discard(path: Path) -> None:
-    """Remove a build or retired stage, even one holding read-only directories."""
-    def make_writable_and_retry(function, failed_path, _exc):
-        os.chmod(os.path.dirname(failed_path), 0o700)
-        function(failed_path)
-
-    shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
 def refresh_manifest(stage_dir: Path) -> None:

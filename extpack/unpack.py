@@ -1,25 +1,28 @@
-"""Step 5: unpack one layer zip into the stage being built, refusing anything unsafe.
+"""Step 5: unpack one layer zip into a directory of its own, refusing anything unsafe.
 
 Keeps what Info-ZIP `unzip` keeps (regular files with their permission bits, directories,
 symlinks as symlinks). Every entry is validated before a byte is written, and the tree's
-shape is tracked in memory, so a write can never go through a symlink or leave the stage.
+shape is tracked in memory, so a write can never go through a symlink or leave the tree.
+Each layer is unpacked on its own (so layers unpack in parallel, and a verified layer's
+tree can be kept in the cache); `overlay` then lays the trees over each other in order.
 """
 
 from __future__ import annotations
 
 import calendar
 import hashlib
+import json
 import lzma
 import os
 import stat
 import threading
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from extpack import inflate
-from extpack.exceptions import DownloadError, LayerContentError
+from extpack.exceptions import DownloadError, ExtpackError, LayerContentError
 
 # Lambda refuses to publish a layer whose unzipped size exceeds 250 MB.
 DEFAULT_MAX_LAYER_SIZE = 250 * 1024 * 1024
@@ -29,16 +32,17 @@ MAX_PATH_BYTES = 4095
 MAX_LINK_TARGET = 4095
 SUPPORTED_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 COPY_CHUNK = 1 << 20
+# Below this much compressed data, starting threads costs more than it saves.
 PARALLEL_THRESHOLD = 4 << 20
 # What reading a damaged entry can raise, from zipfile and the decompressors behind it.
 ENTRY_ERRORS = (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, OSError, ValueError,
-                zlib.error, lzma.LZMAError)  # below this, starting threads costs more than it saves
+                zlib.error, lzma.LZMAError)
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
 class Node:
-    """What the stage holds at one path, and its history across layers."""
+    """What a tree holds at one path, and (in a stage) its history across layers."""
 
     type: str  # "file" | "dir" | "symlink"
     mode: int
@@ -48,21 +52,42 @@ class Node:
     target: str | None = None
     mtime: int = 0
     overrode: list[int] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Override:
-    path: str
-    layer: int
-    previous_layer: int
+    implicit: bool = False  # a parent directory the zip has no entry for
 
 
 @dataclass
-class LayerResult:
-    hashes: dict[str, str] = field(default_factory=dict)  # path → sha256 of this layer's files
-    files: int = 0
-    unzipped_size: int = 0
-    overrides: list[Override] = field(default_factory=list)
+class LayerTree:
+    """One layer unpacked into `root`, with an index of every path in it.
+
+    Directories on disk keep the unpacker's private mode; their real modes are in `nodes`
+    and are applied only in a stage."""
+
+    root: Path
+    nodes: dict[str, Node]
+    files: int
+    unzipped_size: int
+    declared_size: int
+
+    def check_size(self, max_size: int, name: str) -> None:
+        if max(self.unzipped_size, self.declared_size) > max_size:
+            raise _too_big(name)
+
+    def to_json(self) -> str:
+        rows = [[path, n.type, n.mode, n.size, n.sha256, n.target, n.mtime, n.implicit]
+                for path, n in self.nodes.items()]
+        return json.dumps({"files": self.files, "unzipped_size": self.unzipped_size,
+                           "declared_size": self.declared_size, "nodes": rows}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, root: Path, text: str) -> LayerTree:
+        """Raises ValueError (or KeyError/TypeError) when the text is not an index we wrote."""
+        data = json.loads(text)
+        nodes = {row[0]: Node(row[1], row[2], 0, size=row[3], sha256=row[4], target=row[5], mtime=row[6],
+                              implicit=row[7]) for row in data["nodes"]}
+        return cls(root, nodes, data["files"], data["unzipped_size"], data["declared_size"])
+
+    def moved_to(self, root: Path) -> LayerTree:
+        return replace(self, root=root)
 
 
 @dataclass(frozen=True)
@@ -73,98 +98,83 @@ class _Entry:
     mode: int
 
 
-class StageTree:
-    """The `opt` directory being built, with an in-memory index of every path in it."""
+class _Cancelled(ExtpackError):
+    """The fetch this unpack belongs to has failed or been interrupted."""
 
-    def __init__(self, root: Path, *, workers: int | None = None) -> None:
+
+def unpack_layer(zip_path: Path, root: Path, *, name: str, max_size: int = DEFAULT_MAX_LAYER_SIZE,
+                 workers: int | None = None, cancelled: threading.Event | None = None) -> LayerTree:
+    """Unpack `zip_path` into `root` (created; it must not exist). `name` is the layer in messages."""
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise DownloadError(f"not a valid zip file ({exc}): is it an error page or a truncated download?",
+                            layer=name) from None
+    with archive:
+        entries, declared = _validated_entries(archive, name, max_size)
+        _check_shape(entries, name)
+        root.mkdir(parents=True)
+        writer = _LayerWriter(root, archive, name, workers or min(4, os.cpu_count() or 1), cancelled)
+        tree = writer.write(entries, declared)
+    tree.check_size(max_size, name)  # declared sizes were checked; this is the real count
+    return tree
+
+
+def _check_shape(entries: list[_Entry], name: str) -> None:
+    """Refuse writes through the layer's own symlinks and file/directory clashes, before writing."""
+    planned: dict[str, str] = {}
+    for entry in entries:
+        parts = entry.path.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            kind = planned.setdefault(parent, "dir")
+            if kind == "symlink":
+                raise LayerContentError(f"entry {entry.path!r} would be written through the symlink {parent!r}",
+                                        layer=name)
+            if kind == "file":
+                raise LayerContentError(f"entry {entry.path!r} needs {parent!r} to be a directory, but it is a file",
+                                        layer=name)
+        existing = planned.get(entry.path)
+        if existing and (existing == "dir") != (entry.type == "dir"):
+            raise LayerContentError(
+                f"entry {entry.path!r} is a {entry.type} but the layer already has a {existing} there", layer=name
+            )
+        planned[entry.path] = entry.type
+
+
+class _LayerWriter:
+    """Writes one layer's validated entries: directories and symlinks in order, then file
+    contents in parallel (entries are distinct paths under directories, checked before)."""
+
+    def __init__(self, root: Path, archive: zipfile.ZipFile, name: str, workers: int,
+                 cancelled: threading.Event | None) -> None:
         self.root = root
-        self.workers = workers or min(4, os.cpu_count() or 1)
-        self._known_hashes: dict[str, str] = {}
+        self.archive = archive
+        self.name = name
+        self.workers = workers
+        self.cancelled = cancelled
         self.nodes: dict[str, Node] = {}
-        root.mkdir(parents=True, exist_ok=True)
 
-    def unpack(self, zip_path: Path, layer: int, *, name: str, max_size: int = DEFAULT_MAX_LAYER_SIZE,
-               known_hashes: dict[str, str] | None = None) -> LayerResult:
-        """Unpack one layer over what is staged. `known_hashes` (path → sha256, from an earlier
-        unpack of the same verified zip) spares hashing the output again; CRCs are still checked."""
-        self._known_hashes = known_hashes or {}
-        try:
-            archive = zipfile.ZipFile(zip_path)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-            raise DownloadError(f"not a valid zip file ({exc}): is it an error page or a truncated download?",
-                                layer=name) from None
-        with archive:
-            entries = _validated_entries(archive, name, max_size)
-            self._check_against_tree(entries, layer, name)
-            return self._write(archive, entries, layer, name, max_size)
-
-    def _check_against_tree(self, entries: list[_Entry], layer: int, name: str) -> None:
-        """Refuse writes through symlinks and file/directory clashes, before writing anything."""
-        planned: dict[str, str] = {}
+    def write(self, entries: list[_Entry], declared: int) -> LayerTree:
+        files: list[_Entry] = []
         for entry in entries:
-            parts = entry.path.split("/")
-            for depth in range(1, len(parts)):
-                parent = "/".join(parts[:depth])
-                kind = planned.get(parent) or (self.nodes[parent].type if parent in self.nodes else None)
-                if kind == "symlink":
-                    raise LayerContentError(f"entry {entry.path!r} would be written through the symlink {parent!r}",
-                                            layer=name)
-                if kind == "file":
-                    raise LayerContentError(f"entry {entry.path!r} needs {parent!r} to be a directory, but it is a file",
-                                            layer=name)
-                planned.setdefault(parent, "dir")
-            existing = planned.get(entry.path) or (self.nodes[entry.path].type if entry.path in self.nodes else None)
-            if existing and (existing == "dir") != (entry.type == "dir"):
-                raise LayerContentError(
-                    f"entry {entry.path!r} is a {entry.type} but the stage already has a {existing} there", layer=name
-                )
-            planned[entry.path] = entry.type
-
-    def _write(self, archive: zipfile.ZipFile, entries: list[_Entry], layer: int, name: str,
-               max_size: int) -> LayerResult:
-        """Directories, overrides and symlinks in order, then file contents in parallel.
-
-        Entries of one layer are distinct paths under directories (checked before), so
-        their contents can be written in any order by several threads.
-        """
-        result = LayerResult()
-        files: list[tuple[_Entry, Node | None]] = []
-        for entry in entries:
-            self._ensure_parents(entry.path, layer)
-            previous = self.nodes.get(entry.path)
+            self._ensure_parents(entry.path)
             if entry.type == "dir":
-                self._make_dir(entry.path, entry.mode, layer, _mtime(entry.info))
-                continue
-            if previous is not None:
-                os.unlink(self.root / entry.path)
-                if previous.layer != layer:
-                    result.overrides.append(Override(entry.path, layer, previous.layer))
-            if entry.type == "symlink":
-                self._record(self._write_symlink(archive, entry, layer, name), entry.path, previous, result)
+                self._make_dir(entry.path, entry.mode, _mtime(entry.info))
+            elif entry.type == "symlink":
+                self.nodes[entry.path] = self._write_symlink(entry)
             else:
-                files.append((entry, previous))
-        fd = os.open(archive.filename, os.O_RDONLY | os.O_CLOEXEC)
+                files.append(entry)
+        fd = os.open(self.archive.filename, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            nodes = self._write_files(archive, fd, [entry for entry, _ in files], layer, name)
+            for entry, node in zip(files, self._write_files(fd, files)):
+                self.nodes[entry.path] = node
         finally:
             os.close(fd)
-        for (entry, previous), node in zip(files, nodes):
-            self._record(node, entry.path, previous, result)
-        if result.unzipped_size > max_size:  # declared sizes were checked; this is the real count
-            raise _too_big(name)
-        return result
+        leaves = [node for node in self.nodes.values() if node.type != "dir"]
+        return LayerTree(self.root, self.nodes, len(leaves), sum(node.size for node in leaves), declared)
 
-    def _record(self, node: Node, path: str, previous: Node | None, result: LayerResult) -> None:
-        if previous is not None:
-            node.overrode = [*previous.overrode, previous.layer]
-        self.nodes[path] = node
-        if node.sha256 is not None:
-            result.hashes[path] = node.sha256
-        result.files += 1
-        result.unzipped_size += node.size
-
-    def _write_files(self, archive: zipfile.ZipFile, fd: int, entries: list[_Entry], layer: int,
-                     name: str) -> list[Node]:
+    def _write_files(self, fd: int, entries: list[_Entry]) -> list[Node]:
         nodes: list[Node | None] = [None] * len(entries)
         total = sum(entry.info.compress_size for entry in entries)
         workers = min(self.workers, len(entries)) if total >= PARALLEL_THRESHOLD else 1
@@ -177,7 +187,9 @@ class StageTree:
                 if failure:
                     return
                 try:
-                    nodes[index] = self._write_file(archive, fd, entries[index], layer, name)
+                    if self.cancelled is not None and self.cancelled.is_set():
+                        raise _Cancelled("cancelled", layer=self.name)
+                    nodes[index] = self._write_file(fd, entries[index])
                 except BaseException as exc:  # handed to the calling thread below
                     failure.append(exc)
                     return
@@ -205,60 +217,50 @@ class StageTree:
             raise failure[0]
         return nodes  # type: ignore[return-value]
 
-    def _ensure_parents(self, path: str, layer: int) -> None:
+    def _ensure_parents(self, path: str) -> None:
         parts = path.split("/")
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
             if parent not in self.nodes:
-                self._make_dir(parent, 0o755, layer, 0)
+                os.mkdir(self.root / parent, 0o700)
+                self.nodes[parent] = Node("dir", 0o755, 0, implicit=True)
 
-    def _make_dir(self, path: str, mode: int, layer: int, mtime: int) -> None:
+    def _make_dir(self, path: str, mode: int, mtime: int) -> None:
         node = self.nodes.get(path)
         if node is None:
             os.mkdir(self.root / path, 0o700)
-            self.nodes[path] = Node("dir", mode, layer, mtime=mtime)
-        else:
-            # A later layer's directory entry sets the mode, as unzip over an existing tree does.
-            node.mode, node.mtime = mode, mtime or node.mtime
+            self.nodes[path] = Node("dir", mode, 0, mtime=mtime)
+        else:  # made as a parent first, or listed twice: the entry's mode wins, as with unzip
+            node.mode, node.mtime, node.implicit = mode, mtime or node.mtime, False
 
-    def _write_symlink(self, archive: zipfile.ZipFile, entry: _Entry, layer: int, name: str) -> Node:
-        raw = _read_entry(archive, entry.info, name, MAX_LINK_TARGET + 1)
+    def _write_symlink(self, entry: _Entry) -> Node:
+        raw = _read_entry(self.archive, entry.info, self.name, MAX_LINK_TARGET + 1)
         if not raw or len(raw) > MAX_LINK_TARGET or b"\x00" in raw:
-            raise LayerContentError(f"symlink {entry.path!r} has an invalid target", layer=name)
+            raise LayerContentError(f"symlink {entry.path!r} has an invalid target", layer=self.name)
         target = raw.decode("utf-8", "surrogateescape")
         os.symlink(target, self.root / entry.path)
         mtime = _mtime(entry.info)
         os.utime(self.root / entry.path, (mtime, mtime), follow_symlinks=False)
-        return Node("symlink", 0o777, layer, target=target, mtime=mtime)
+        return Node("symlink", 0o777, 0, target=target, mtime=mtime)
 
-    def _write_file(self, archive: zipfile.ZipFile, fd: int, entry: _Entry, layer: int, name: str) -> Node:
+    def _write_file(self, fd: int, entry: _Entry) -> Node:
         info = entry.info
         out = os.open(self.root / entry.path, _OPEN_FLAGS, 0o600)
         try:
-            known = self._known_hashes.get(entry.path)
             if info.compress_type in inflate.FAST_METHODS:
-                sha = inflate.extract(fd, info, out, archive.start_dir, hash_output=known is None) or known
+                sha = inflate.extract(fd, info, out, self.archive.start_dir)
             else:
-                sha = _extract_with_zipfile(archive, info, out)
+                sha = _extract_with_zipfile(self.archive, info, out)
             os.fchmod(out, entry.mode)
             mtime = _mtime(info)
             os.utime(out, (mtime, mtime))
         except inflate.EntryError as exc:
-            raise LayerContentError(f"entry {entry.path!r} is corrupt: {exc}", layer=name) from None
+            raise LayerContentError(f"entry {entry.path!r} is corrupt: {exc}", layer=self.name) from None
         except ENTRY_ERRORS as exc:
-            raise LayerContentError(f"entry {entry.path!r} cannot be unpacked ({exc})", layer=name) from None
+            raise LayerContentError(f"entry {entry.path!r} cannot be unpacked ({exc})", layer=self.name) from None
         finally:
             os.close(out)
-        return Node("file", entry.mode, layer, size=info.file_size, sha256=sha, mtime=mtime)
-
-    def finish(self) -> None:
-        """Apply directory modes last, so a read-only directory did not block writes into it."""
-        for path in sorted(self.nodes, key=lambda p: -p.count("/")):
-            node = self.nodes[path]
-            if node.type == "dir":
-                os.chmod(self.root / path, node.mode)
-                if node.mtime:
-                    os.utime(self.root / path, (node.mtime, node.mtime))
+        return Node("file", entry.mode, 0, size=info.file_size, sha256=sha, mtime=mtime)
 
 
 def _extract_with_zipfile(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: int) -> str:
@@ -304,7 +306,7 @@ def _mtime(info: zipfile.ZipInfo) -> int:
         return DOS_EPOCH
 
 
-def _validated_entries(archive: zipfile.ZipFile, name: str, max_size: int) -> list[_Entry]:
+def _validated_entries(archive: zipfile.ZipFile, name: str, max_size: int) -> tuple[list[_Entry], int]:
     infos = archive.infolist()
     if len(infos) > MAX_ENTRIES:
         raise LayerContentError(f"layer has {len(infos)} entries, more than the {MAX_ENTRIES} extpack accepts",
@@ -324,7 +326,7 @@ def _validated_entries(archive: zipfile.ZipFile, name: str, max_size: int) -> li
             raise LayerContentError(f"entry {entry.path!r} appears more than once", layer=name)
         seen[entry.path] = entry.type
         entries.append(entry)
-    return entries
+    return entries, declared
 
 
 def _validated_entry(info: zipfile.ZipInfo, name: str) -> _Entry | None:

@@ -36,7 +36,8 @@ import atheris  # noqa: E402
 with atheris.instrument_imports(include=["extpack", "zipfile"]):
     from extpack.exceptions import DownloadError, LayerContentError, UsageError
     from extpack.source import parse_source
-    from extpack.unpack import StageTree, _validated_entry
+    from extpack.overlay import StageTree
+    from extpack.unpack import _validated_entry
 
 from test_fuzz import BASES, known_bug  # noqa: E402  (the known-bug table and seed zips)
 
@@ -107,7 +108,7 @@ def fuzz_unpack(data: bytes) -> None:
         (top / "layer.zip").write_bytes(data)
         root = top / "s1" / "s2" / "opt"
         root.parent.mkdir(parents=True)
-        tree = StageTree(root, workers=1)
+        tree = StageTree(root)
         try:
             tree.unpack(top / "layer.zip", 0, name="fuzz", max_size=1 << 20)
             tree.finish()

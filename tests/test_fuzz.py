@@ -41,7 +41,8 @@ from hypothesis import strategies as st
 
 from extpack.exceptions import DownloadError, ExtpackError, LayerContentError, UsageError
 from extpack.source import LayerArn, Source, parse_arn, parse_source
-from extpack.unpack import MAX_NAME_BYTES, MAX_PATH_BYTES, StageTree, _Entry, _validated_entry
+from extpack.overlay import StageTree
+from extpack.unpack import MAX_NAME_BYTES, MAX_PATH_BYTES, _Entry, _validated_entry
 
 # --------------------------------------------------------------------------- budget
 
@@ -510,7 +511,7 @@ def unpack_bytes(raw: bytes) -> str:
         root = sandbox_path / "s1" / "s2" / "opt"
         root.parent.mkdir(parents=True)
         outside_before = {p: v for p, v in _listing(sandbox_path).items()}
-        tree = StageTree(root, workers=2)
+        tree = StageTree(root)
         outcome = "unpacked"
         try:
             tree.unpack(zip_path, 0, name="fuzz", max_size=1 << 20)
