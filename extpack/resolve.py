@@ -1,6 +1,8 @@
 """Step 2: ask the Lambda API where a layer version lives and what it must hash to.
 
-boto3 is imported here only, so commands that never call AWS start fast.
+botocore is imported here only, so commands that never call AWS start fast. It is used
+without boto3 on top: the same credential, profile, endpoint and retry chain, without
+importing boto3's resource layer and s3transfer (a third of the start-up cost).
 """
 
 from __future__ import annotations
@@ -41,29 +43,26 @@ class LambdaResolver:
         self._session = None
 
     def _client(self, region: str):
-        # boto3 sessions are not thread-safe; clients are, so create them under a lock.
+        # Sessions are not thread-safe; clients are, so create them under a lock.
         with self._lock:
             if region not in self._clients:
                 self._clients[region] = self._make_client(region)
             return self._clients[region]
 
     def _make_client(self, region: str):
-        import boto3
         import botocore.config
-        import botocore.exceptions
+        import botocore.session
 
         if self._session is None:
-            try:
-                self._session = boto3.Session(profile_name=self._profile)
-            except botocore.exceptions.ProfileNotFound as exc:
-                raise UsageError(f"AWS profile {self._profile!r} not found: check --profile / AWS_PROFILE") from exc
+            self._session = botocore.session.Session(profile=self._profile)
         config = botocore.config.Config(
             retries={"mode": "standard"},
             connect_timeout=10,
             read_timeout=30,
             user_agent_extra="extpack",
         )
-        return self._session.client("lambda", region_name=region, endpoint_url=self._endpoint_url, config=config)
+        return self._session.create_client("lambda", region_name=region, endpoint_url=self._endpoint_url,
+                                           config=config)
 
     def resolve(self, source: Source, arch: str) -> ResolvedLayer:
         """GetLayerVersionByArn for a versioned ARN; unversioned ARNs must be pinned first."""
@@ -93,10 +92,10 @@ class LambdaResolver:
 
     def newest_version(self, arn: LayerArn, arch: str) -> int:
         """The newest version compatible with `arch` (versions that declare none are compatible)."""
-        client = self._client(arn.region)
         best = 0
         seen = 0
         try:
+            client = self._client(arn.region)
             for page in client.get_paginator("list_layer_versions").paginate(LayerName=arn.layer_arn):
                 for item in page.get("LayerVersions", []):
                     seen += 1
@@ -113,9 +112,8 @@ class LambdaResolver:
         return best
 
     def _call(self, arn: LayerArn, operation: str, **kwargs):
-        client = self._client(arn.region)
         try:
-            return getattr(client, operation)(**kwargs)
+            return getattr(self._client(arn.region), operation)(**kwargs)
         except Exception as exc:
             raise _aws_error(exc, str(arn)) from exc
 
@@ -147,6 +145,9 @@ def _aws_error(exc: Exception, layer: str) -> Exception:
 
     if isinstance(exc, (AwsError, UsageError, LayerContentError)):
         return exc
+    if isinstance(exc, bx.ProfileNotFound):
+        return UsageError(f"AWS profile {exc.kwargs.get('profile')!r} not found: check --profile / AWS_PROFILE",
+                          layer=layer)
     if isinstance(exc, bx.NoCredentialsError):
         return AwsError(
             "no AWS credentials found: set AWS_PROFILE or --profile, or AWS_ACCESS_KEY_ID and "

@@ -149,7 +149,22 @@ def new_build_dir(stage_dir: Path) -> Path:
 
 
 def write_manifest(build_dir: Path, manifest: dict) -> None:
-    (build_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    (build_dir / MANIFEST_NAME).write_text(manifest_text(manifest))
+
+
+def manifest_text(manifest: dict) -> str:
+    """Sorted keys, one file (or layer) per line: diffs read well, and json's C encoder
+    writes it (an indented dump goes through the much slower Python encoder)."""
+    encode = json.JSONEncoder(sort_keys=True).encode
+    fields = []
+    for key in sorted(manifest):
+        value = manifest[key]
+        if isinstance(value, list) and value:
+            rows = ",\n  ".join(map(encode, value))
+            fields.append(f' {encode(key)}: [\n  {rows}\n ]')
+        else:
+            fields.append(f" {encode(key)}: {encode(value)}")
+    return "{\n" + ",\n".join(fields) + "\n}\n"
 
 
 @contextmanager
@@ -194,4 +209,4 @@ def refresh_manifest(stage_dir: Path) -> None:
         kept.append(entry)
     manifest["files"] = kept
     manifest["total_size"] = sum(entry["size"] for entry in kept)
-    write_atomically(stage_dir / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    write_atomically(stage_dir / MANIFEST_NAME, manifest_text(manifest))

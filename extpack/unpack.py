@@ -14,6 +14,7 @@ import hashlib
 import json
 import lzma
 import os
+import re
 import stat
 import threading
 import zipfile
@@ -37,6 +38,7 @@ PARALLEL_THRESHOLD = 4 << 20
 # What reading a damaged entry can raise, from zipfile and the decompressors behind it.
 ENTRY_ERRORS = (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, OSError, ValueError,
                 zlib.error, lzma.LZMAError)
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -149,6 +151,7 @@ class _LayerWriter:
     def __init__(self, root: Path, archive: zipfile.ZipFile, name: str, workers: int,
                  cancelled: threading.Event | None) -> None:
         self.root = root
+        self.prefix = f"{root}/"  # string joins: pathlib costs more than the syscalls per entry
         self.archive = archive
         self.name = name
         self.workers = workers
@@ -222,13 +225,13 @@ class _LayerWriter:
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
             if parent not in self.nodes:
-                os.mkdir(self.root / parent, 0o700)
+                os.mkdir(self.prefix + parent, 0o700)
                 self.nodes[parent] = Node("dir", 0o755, 0, implicit=True)
 
     def _make_dir(self, path: str, mode: int, mtime: int) -> None:
         node = self.nodes.get(path)
         if node is None:
-            os.mkdir(self.root / path, 0o700)
+            os.mkdir(self.prefix + path, 0o700)
             self.nodes[path] = Node("dir", mode, 0, mtime=mtime)
         else:  # made as a parent first, or listed twice: the entry's mode wins, as with unzip
             node.mode, node.mtime, node.implicit = mode, mtime or node.mtime, False
@@ -238,14 +241,14 @@ class _LayerWriter:
         if not raw or len(raw) > MAX_LINK_TARGET or b"\x00" in raw:
             raise LayerContentError(f"symlink {entry.path!r} has an invalid target", layer=self.name)
         target = raw.decode("utf-8", "surrogateescape")
-        os.symlink(target, self.root / entry.path)
+        os.symlink(target, self.prefix + entry.path)
         mtime = _mtime(entry.info)
-        os.utime(self.root / entry.path, (mtime, mtime), follow_symlinks=False)
+        os.utime(self.prefix + entry.path, (mtime, mtime), follow_symlinks=False)
         return Node("symlink", 0o777, 0, target=target, mtime=mtime)
 
     def _write_file(self, fd: int, entry: _Entry) -> Node:
         info = entry.info
-        out = os.open(self.root / entry.path, _OPEN_FLAGS, 0o600)
+        out = os.open(self.prefix + entry.path, _OPEN_FLAGS, 0o600)
         try:
             if info.compress_type in inflate.FAST_METHODS:
                 sha = inflate.extract(fd, info, out, self.archive.start_dir)
@@ -334,7 +337,7 @@ def _validated_entry(info: zipfile.ZipInfo, name: str) -> _Entry | None:
     shown = raw_name.replace("\x00", "\\0")
     if "\x00" in raw_name:
         raise LayerContentError(f"entry name {shown!r} contains a NUL byte", layer=name)
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw_name):
+    if _CONTROL_CHARACTER.search(raw_name):
         raise LayerContentError(f"entry name {shown!r} contains control characters", layer=name)
     if "\\" in raw_name:
         raise LayerContentError(f"entry name {shown!r} contains a backslash", layer=name)
@@ -346,7 +349,9 @@ def _validated_entry(info: zipfile.ZipInfo, name: str) -> _Entry | None:
     if not parts:
         return None
     path = "/".join(parts)
-    if len(path.encode()) > MAX_PATH_BYTES or any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
+    # A UTF-8 character is at most 4 bytes: only names that may be too long are encoded.
+    if len(path) * 4 > MAX_NAME_BYTES and (len(path.encode()) > MAX_PATH_BYTES
+                                           or any(len(p.encode()) > MAX_NAME_BYTES for p in parts)):
         raise LayerContentError(f"entry {shown[:80]!r}… has a name longer than the filesystem allows", layer=name)
     if info.flag_bits & 0x1:
         raise LayerContentError(f"entry {shown!r} is encrypted", layer=name)

@@ -218,6 +218,16 @@ def test_no_credentials(fake_lambda, run_extpack, tmp_path, aws_env, demo):
     assert fake_lambda.requests == []
 
 
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_unknown_profile_is_a_usage_error(fake_lambda, run_extpack, aws_env, demo, how):
+    env = {**aws_env, "AWS_PROFILE": "no-such-profile"} if how == "env" else aws_env
+    args = ["--profile", "no-such-profile"] if how == "flag" else []
+
+    line = _assert_usage_error(run_extpack("fetch", demo.arn, *args, env=env), fake_lambda, names=demo.arn)
+
+    assert "'no-such-profile' not found" in line
+
+
 def test_unreachable_endpoint(fake_lambda, run_extpack, tmp_path, aws_env, demo):
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))
