@@ -848,10 +848,10 @@ def floor_section(rows: list[tuple[str, float, str]], cores: int) -> list[str]:
     inflate = min(sec for what, sec, _ in rows if what.startswith("inflate"))
     work = inflate + sum(sec for what, sec, _ in rows if what.startswith(("sha256", "write")))
     start = by_name.get("`python -c pass` (interpreter + site)", 0.0)
-    boto = by_name.get("import boto3 + make a Lambda client", 0.0)
+    boto = by_name.get("import botocore + make a Lambda client", 0.0)
     lines += ["", (f"Fastest inflate + sha256 of the output + writing the files + sha256 of the zips = "
               f"**{fmt_s(work)} of CPU**, so at best {fmt_s(work / cores)} on {cores} cores with perfect "
-              f"parallelism, plus {fmt_s(start)} to start Python and {fmt_s(boto)} for boto3 before the first "
+              f"parallelism, plus {fmt_s(start)} to start Python and {fmt_s(boto)} for botocore before the first "
               "API call. Receiving the zips over loopback, the server's "
               "side of it, and per-file metadata (modes, times, directories) come on top."), ""]
     return lines

@@ -134,6 +134,14 @@ class Cache:
             return stored
         return tree.moved_to(final / "opt")
 
+    def tree_size(self, sha256: str) -> int | None:
+        """Bytes in the blob's unpacked tree, None when it has none (not checked: for listings)."""
+        folder = self.tree_dir / sha256
+        try:
+            return LayerTree.from_json(folder / "opt", (folder / "index.json").read_text()).unzipped_size
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None
+
     def tree(self, sha256: str) -> LayerTree | None:
         """The unpacked tree of blob `sha256`, if there is one and it is intact."""
         folder = self.tree_dir / sha256

@@ -332,7 +332,7 @@ def verify(ctx, stage_dir, lock_path, cache_dir, no_cache, as_json):
 
 @cli.group()
 def cache():
-    """Inspect or prune the blob cache."""
+    """Inspect or prune the cache of layer zips and their unpacked trees."""
 
 
 def _cache_from(ctx, cache_dir):
@@ -358,21 +358,25 @@ def cache_path(ctx, cache_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def cache_ls(ctx, cache_dir, as_json):
-    """List cached layer zips with sizes."""
+    """List cached layer zips with their sizes, zipped and unpacked."""
     import json
     import time
 
     from extpack.report import human_size, table
 
-    blobs = list(_cache_from(ctx, cache_dir).blobs())
+    store = _cache_from(ctx, cache_dir)
+    blobs = list(store.blobs())
+    unpacked = {b.sha256: store.tree_size(b.sha256) for b in blobs}  # None: no tree kept
     if as_json:
         click.echo(json.dumps({"schema": "extpack.cache/v1", "blobs": [
-            {"sha256": b.sha256, "size": b.size, "last_used": int(b.last_used)} for b in blobs]}, indent=2))
+            {"sha256": b.sha256, "size": b.size, "last_used": int(b.last_used), "unpacked": unpacked[b.sha256]}
+            for b in blobs]}, indent=2))
         return
-    rows = [[b.sha256[:16], human_size(b.size), time.strftime("%Y-%m-%d %H:%M", time.gmtime(b.last_used))]
-            for b in blobs]
-    click.echo(table(["SHA256", "SIZE", "LAST USED (UTC)"], rows))
-    click.echo(f"{len(blobs)} blobs, {human_size(sum(b.size for b in blobs))}")
+    rows = [[b.sha256[:16], human_size(b.size), "-" if unpacked[b.sha256] is None else human_size(unpacked[b.sha256]),
+             time.strftime("%Y-%m-%d %H:%M", time.gmtime(b.last_used))] for b in blobs]
+    click.echo(table(["SHA256", "SIZE", "UNPACKED", "LAST USED (UTC)"], rows))
+    trees = sum(size or 0 for size in unpacked.values())
+    click.echo(f"{len(blobs)} blobs, {human_size(sum(b.size for b in blobs))}; unpacked trees {human_size(trees)}")
 
 
 @cache.command(name="prune")

@@ -108,6 +108,20 @@ def test_doctor_fix_changes_the_stage_and_not_the_cache(fake_lambda, run_extpack
     assert stat.S_IMODE((tmp_path / "again" / "opt" / "lib" / "private.conf").stat().st_mode) == 0o600
 
 
+def test_cache_ls_shows_each_blobs_unpacked_size(fake_lambda, run_extpack, tmp_path):
+    arns = _publish(fake_lambda)
+    run_extpack("fetch", *arns, check=True)
+    layers = _manifest(tmp_path / ".extpack")["layers"]
+    tree = tmp_path / "cache" / "trees" / "v1" / layers[0]["sha256"]
+    shutil.rmtree(tree)  # a blob whose tree is gone lists without one
+
+    listed = json.loads(run_extpack("cache", "ls", "--json", check=True).stdout)["blobs"]
+
+    unpacked = {blob["sha256"]: blob["unpacked"] for blob in listed}
+    assert unpacked == {layer["sha256"]: layer["unzipped_size"] if i else None for i, layer in enumerate(layers)}
+    assert "UNPACKED" in run_extpack("cache", "ls", check=True).stdout
+
+
 def test_cache_prune_removes_the_trees_with_their_blobs(fake_lambda, run_extpack, tmp_path):
     arns = _publish(fake_lambda)
     run_extpack("fetch", *arns, check=True)
