@@ -327,3 +327,52 @@ def test_later_layer_cannot_write_through_an_earlier_layers_symlink(
     assert "symlink" in line
     assert tree_snapshot(tmp_path) == before
     assert_clean_after_failure(project, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("case", ["symlink-then-write", "file-then-dir", "dir-then-file"])
+def test_clashes_across_layers_from_arns_are_refused_after_both_are_unpacked(
+    fake_lambda, run_extpack, tmp_path, project, previous, outside_world, case
+):
+    # Through ARNs each layer is unpacked on its own (in parallel, into the cache's trees),
+    # so the clash is found when the trees are laid over each other: nothing may be placed.
+    first, second = {
+        "symlink-then-write": (lambda: zip_bytes(lambda z: z.symlink("data", "/tmp")),
+                               lambda: zip_bytes(lambda z: z.file("data/extpack-evil-second-layer.txt", "x\n"))),
+        "file-then-dir": (_file_layer, _dir_layer),
+        "dir-then-file": (_dir_layer, _file_layer),
+    }[case]
+    a = fake_lambda.add_layer("first", first())
+    b = fake_lambda.add_layer("second", second())
+    before = tree_snapshot(project)
+
+    line = assert_fails(run_extpack("fetch", a.arn, b.arn, cwd=project), 5, names=b.arn)
+
+    assert ("symlink" if case == "symlink-then-write" else "conf") in line
+    assert tree_snapshot(project) == before == previous
+    assert_clean_after_failure(project, tmp_path / "cache", blobs_allowed={a.sha256_hex, b.sha256_hex})
+
+
+def test_a_refused_layer_stops_the_others_and_leaves_no_temporary_tree(
+    fake_lambda, run_extpack, tmp_path, project, previous, layer_zips
+):
+    # Layers 1 and 3 are large enough to still be unpacking when layer 2 is refused.
+    import random
+
+    def big(seed: int) -> bytes:
+        rng = random.Random(seed)
+        builder = make_layers.ZipBuilder()
+        for part in range(40):
+            builder.file(f"big{seed}/part-{part}.bin", rng.randbytes(256 * 1024))
+        return builder.getvalue()
+
+    layers = [fake_lambda.add_layer("big1", big(1)), fake_lambda.add_layer("evil", make_layers.build("evil-dotdot.zip")),
+              fake_lambda.add_layer("big3", big(3))]
+
+    result = run_extpack("fetch", *(layer.arn for layer in layers), "--jobs", "3", cwd=project)
+
+    assert_fails(result, 5, names=layers[1].arn)
+    assert tree_snapshot(project) == previous
+    assert_clean_after_failure(project, tmp_path / "cache", blobs_allowed={layer.sha256_hex for layer in layers})
+    trees = tmp_path / "cache" / "trees" / "v1"
+    stored = {p.name for p in trees.iterdir()} if trees.is_dir() else set()
+    assert layers[1].sha256_hex not in stored  # a refused layer leaves no tree behind
