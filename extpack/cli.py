@@ -489,8 +489,8 @@ def lock_command(ctx, sources, upgrade_all, upgrade_only, lock_path, arch, profi
 def init(makefile, force, layers):
     """Write a commented starter extpack.toml (optionally with LAYERS filled in)."""
     from extpack.exceptions import UsageError
-    from extpack.starter import MAKEFILE_SNIPPET, starter_config
     from extpack.source import parse_source
+    from extpack.starter import MAKEFILE_SNIPPET, starter_config
 
     for layer in layers:
         parse_source(layer)

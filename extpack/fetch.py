@@ -19,8 +19,8 @@ from extpack.cache import Cache, sha256_file
 from extpack.download import Expected, download
 from extpack.exceptions import DownloadError, DriftError, UsageError
 from extpack.lock import Lock, LockedLayer, read_lock
-from extpack.resolve import LambdaResolver
 from extpack.overlay import StageTree
+from extpack.resolve import LambdaResolver
 from extpack.source import Source, parse_source
 from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
 
@@ -110,6 +110,7 @@ class Fetcher:
         self.resolver = LambdaResolver(profile=options.profile, endpoint_url=options.endpoint_url)
         self._cancelled = threading.Event()
         self._scratch: Path | None = None
+        self._unpacked: Path | None = None
         self._link_from_cache = False
         self._temps: set[Path] = set()  # downloads in progress, removed by the main thread on interrupt
         self._temps_lock = threading.Lock()
@@ -232,6 +233,7 @@ class Fetcher:
         options = self.options
         build_dir = staging.new_build_dir(options.stage_dir)
         self._scratch = build_dir / "downloads"
+        self._unpacked = build_dir / "layers"  # layer trees that are not kept in the cache
         self._link_from_cache = self.cache is not None and any(s.kind != "zip" for s in sources) \
             and _can_link(self.cache, build_dir)
         executor = ThreadPoolExecutor(max_workers=min(options.jobs, len(sources)), thread_name_prefix="extpack")
@@ -257,7 +259,7 @@ class Fetcher:
             tree.finish()
             manifest = staging.manifest_json(tree, options.arch, records, options.max_layer_size)
             result.warnings = self._doctor(build_dir, tree, manifest)
-            for scratch in (self._scratch, build_dir / "layers"):
+            for scratch in (self._scratch, self._unpacked):
                 if scratch.exists():
                     staging.discard(scratch)
             staging.write_manifest(build_dir, manifest)
@@ -304,7 +306,7 @@ class Fetcher:
                 raise
             finally:
                 self._untrack(temp)
-        tree = unpack_layer(item.blob, self._scratch.parent / "layers" / str(index), name=display,
+        tree = unpack_layer(item.blob, self._unpacked / str(index), name=display,
                             max_size=max_size, cancelled=self._cancelled)
         if item.temporary:
             os.unlink(item.blob)

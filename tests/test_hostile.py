@@ -365,7 +365,8 @@ def test_a_refused_layer_stops_the_others_and_leaves_no_temporary_tree(
             builder.file(f"big{seed}/part-{part}.bin", rng.randbytes(256 * 1024))
         return builder.getvalue()
 
-    layers = [fake_lambda.add_layer("big1", big(1)), fake_lambda.add_layer("evil", make_layers.build("evil-dotdot.zip")),
+    layers = [fake_lambda.add_layer("big1", big(1)),
+              fake_lambda.add_layer("evil", make_layers.build("evil-dotdot.zip")),
               fake_lambda.add_layer("big3", big(3))]
 
     result = run_extpack("fetch", *(layer.arn for layer in layers), "--jobs", "3", cwd=project)
