@@ -849,11 +849,16 @@ def floor_section(rows: list[tuple[str, float, str]], cores: int) -> list[str]:
     work = inflate + sum(sec for what, sec, _ in rows if what.startswith(("sha256", "write")))
     start = by_name.get("`python -c pass` (interpreter + site)", 0.0)
     boto = by_name.get("import botocore + make a Lambda client", 0.0)
+    requests_import = by_name.get("import requests", 0.0)
     lines += ["", (f"Fastest inflate + sha256 of the output + writing the files + sha256 of the zips = "
               f"**{fmt_s(work)} of CPU**, so at best {fmt_s(work / cores)} on {cores} cores with perfect "
               f"parallelism, plus {fmt_s(start)} to start Python and {fmt_s(boto)} for botocore before the first "
               "API call. Receiving the zips over loopback, the server's "
-              "side of it, and per-file metadata (modes, times, directories) come on top."), ""]
+              "side of it, and per-file metadata (modes, times, directories) come on top."), "",
+              (f"Any cold fetch through botocore and requests first pays **{fmt_s(start + boto + requests_import)}**"
+               f" of start-up alone ({fmt_s(start)} Python + {fmt_s(boto)} botocore and a client + "
+               f"{fmt_s(requests_import)} requests), before its first byte of work: the floor under the "
+               "one-extension case."), ""]
     return lines
 
 

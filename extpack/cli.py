@@ -385,7 +385,7 @@ def cache_ls(ctx, cache_dir, as_json):
 @click.option("--all", "remove_all", is_flag=True, help="Remove every cached zip.")
 @click.pass_context
 def cache_prune(ctx, cache_dir, older_than, remove_all):
-    """Remove cached zips (all, or those unused for DAYS)."""
+    """Remove cached zips and their unpacked trees (all, or those unused for DAYS)."""
     from extpack.exceptions import UsageError
     from extpack.report import human_size
 
