@@ -86,6 +86,14 @@ class LayerTree:
         data = json.loads(text)
         nodes = {row[0]: Node(row[1], row[2], 0, size=row[3], sha256=row[4], target=row[5], mtime=row[6],
                               implicit=row[7]) for row in data["nodes"]}
+        # The index is read back from disk: hold it to what the unpacker itself would write,
+        # so even an edited cache cannot place anything outside a stage.
+        for path, node in nodes.items():
+            parent = nodes.get(path.rpartition("/")[0]) if "/" in path else None
+            if node.type not in ("file", "dir", "symlink") or _CONTROL_CHARACTER.search(path) or "\\" in path \
+                    or any(part in ("", ".", "..") for part in path.split("/")) \
+                    or ("/" in path and (parent is None or parent.type != "dir")):
+                raise ValueError(f"not a path the unpacker writes: {path!r}")
         return cls(root, nodes, data["files"], data["unzipped_size"], data["declared_size"])
 
     def moved_to(self, root: Path) -> LayerTree:

@@ -152,3 +152,37 @@ def test_a_cache_on_another_filesystem_is_used_without_links(fake_lambda, run_ex
         assert len(list((other / "blobs" / "sha256").iterdir())) == len(arns)
     finally:
         shutil.rmtree(other)
+
+
+@pytest.mark.parametrize("lie", ["dotdot", "absolute", "through-symlink", "orphan"])
+def test_an_edited_tree_index_cannot_place_anything_outside_the_stage(fake_lambda, run_extpack, tmp_path, lie):
+    arns = _publish(fake_lambda)
+    run_extpack("fetch", *arns, check=True)
+    good = tree_snapshot(tmp_path / ".extpack")
+    sha = _manifest(tmp_path / ".extpack")["layers"][0]["sha256"]
+    index_path = tmp_path / "cache" / "trees" / "v1" / sha / "index.json"
+    index = json.loads(index_path.read_text())
+    row = next(r for r in index["nodes"] if r[1] == "file")
+    bad = {
+        "dotdot": ["../../escaped", *row[1:]],
+        "absolute": ["/tmp/extpack-escaped", *row[1:]],
+        "through-symlink": ["hop/escaped", *row[1:]],
+        "orphan": ["missing-parent/escaped", *row[1:]],
+    }[lie]
+    extra = [["hop", "symlink", 0o777, 0, None, str(tmp_path), 0, False]] if lie == "through-symlink" else []
+    index["nodes"] += extra + [bad]
+    index_path.write_text(json.dumps(index))
+    # Give the lie a file to link that passes the size/mode/mtime check.
+    tree_root = index_path.parent / "opt"
+    planted = Path(f"{tree_root}/{bad[0]}")  # as the overlay joins it
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(tree_root / row[0], planted)
+    before = tree_snapshot(tmp_path)
+
+    run_extpack("fetch", *arns, "--stage-dir", "next", check=True)
+
+    assert tree_snapshot(tmp_path / "next") == good  # the tree was dropped and the zip unpacked again
+    after = tree_snapshot(tmp_path)
+    new = {path for path in set(after) - set(before) if not path.startswith(("next/", "cache/"))}
+    assert new == {"next"}
+    assert not (tmp_path / "escaped").exists()
