@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
 
 ARCHITECTURES = ("x86_64", "arm64")
 DEFAULT_JOBS = 4
+INTERRUPT_GRACE = 2.0  # seconds an interrupted fetch waits for its workers to stop
 
 
 class Progress:
@@ -238,9 +240,9 @@ class Fetcher:
             and _can_link(self.cache, build_dir)
         executor = ThreadPoolExecutor(max_workers=min(options.jobs, len(sources)), thread_name_prefix="extpack")
         obtained: list[_Obtained] = []
+        futures: list[Future] = []
         try:
-            futures: list[Future] = [executor.submit(self._prepare, i, s, pin)
-                                     for i, (s, pin) in enumerate(zip(sources, pins))]
+            futures += [executor.submit(self._prepare, i, s, pin) for i, (s, pin) in enumerate(zip(sources, pins))]
             tree = StageTree(build_dir / "opt")
             tree.layer_names = [s.display for s in sources]
             result = FetchResult(options.stage_dir, options.lock_path, options.arch, [])
@@ -271,10 +273,11 @@ class Fetcher:
             result.files = len(manifest["files"])
             result.total_size = manifest["total_size"]
         except BaseException as exc:
-            # Workers stop at their next file or chunk; an interrupt does not wait for them
-            # (a download may be stuck on a socket), a failure does, so nothing is left behind.
+            # Workers stop at their next file or chunk. A failure waits for them, so nothing is
+            # left behind; an interrupt waits a moment only (a call may be stuck on the network).
             self._cancelled.set()
-            executor.shutdown(wait=isinstance(exc, Exception), cancel_futures=True)
+            executor.shutdown(wait=False, cancel_futures=True)
+            wait_for(futures, timeout=None if isinstance(exc, Exception) else INTERRUPT_GRACE)
             with self._temps_lock:
                 for temp in self._temps:
                     _remove_quietly(temp)
@@ -437,9 +440,10 @@ class Fetcher:
 
 
 def _remove_quietly(path: Path) -> None:
+    """Best effort: what brought us here is the error to report (`cache prune` sweeps leftovers)."""
     try:
         staging.discard(path) if path.is_dir() else os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         pass
 
 

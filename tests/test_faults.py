@@ -314,14 +314,19 @@ def many_files_zip(tmp_path_factory) -> Path:
     return path
 
 
-def _unpacking(proj: Path):
-    """The build directory's first unpacked file, once there is one."""
-    for build in proj.glob("*.build-*"):
-        many = build / "opt" / "many"
-        try:
-            return next(many.iterdir(), None)
-        except FileNotFoundError:
-            continue
+def _unpacking(*roots: Path):
+    """The first file unpacked under one of the `many` folders below `roots`, once there is one:
+    a local zip unpacks in the build directory (layers/N/, then opt/), a layer from an ARN
+    into a temporary tree in the cache."""
+    for root in roots:
+        for many in [*root.glob("*.build-*/layers/*/many"), *root.glob("*.build-*/opt/many"),
+                     *root.glob("tmp/tree-*/opt/many")]:
+            try:
+                found = next(many.iterdir(), None)
+            except FileNotFoundError:
+                continue
+            if found is not None:
+                return found
     return None
 
 
@@ -336,6 +341,29 @@ def test_interrupt_mid_unpack_keeps_stage_and_lock(tmp_path, aws_env, project, m
     _assert_interrupted(code, err, signum)
     assert tree_snapshot(proj) == before
     assert build_dirs(proj) == []
+
+
+@pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
+def test_interrupt_mid_unpack_of_a_layer_arn_leaves_no_tree(fake_lambda, tmp_path, aws_env, project, many_files_zip,
+                                                            signum):
+    proj, before = project
+    cache = tmp_path / "cache"
+    layer = fake_lambda.add_layer("many", many_files_zip.read_bytes())
+
+    proc = popen_extpack(["fetch", layer.arn], cwd=proj, env=aws_env)
+    wait_for(lambda: _unpacking(cache), timeout=30, what="the unpack to start", proc=proc)
+    code, _, err, _ = stop_with(proc, signum, within=10)
+
+    _assert_interrupted(code, err, signum)
+    assert tree_snapshot(proj) == before
+    assert build_dirs(proj) == [] and cache_temps(cache) == []
+    assert not (cache / "trees" / "v1" / layer.sha256_hex).exists()
+    # The next fetch unpacks it again and succeeds.
+    follow = popen_extpack(["fetch", layer.arn, "--json"], cwd=proj, env=aws_env)
+    out, err = follow.communicate(timeout=60)
+    assert follow.returncode == 0, err
+    assert json.loads(out)["layers"][0]["files"] == 20000
+    assert (cache / "trees" / "v1" / layer.sha256_hex).is_dir()
 
 
 def test_sigkill_mid_unpack_still_leaves_stage_and_lock(tmp_path, aws_env, project, many_files_zip):
