@@ -447,10 +447,12 @@ def _env(sandbox: Path) -> dict[str, str]:
     return env
 
 
-def extpack(*args: str | os.PathLike[str], cwd: Path, sandbox: Path) -> subprocess.CompletedProcess[str]:
+def extpack(*args: str | os.PathLike[str], cwd: Path, sandbox: Path,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The installed extpack, as a Makefile would run it (module-level: no fixtures)."""
-    return subprocess.run(_extpack_command() + [os.fspath(a) for a in args], cwd=cwd, env=_env(sandbox),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
+    return subprocess.run(_extpack_command() + [os.fspath(a) for a in args], cwd=cwd,
+                          env={**_env(sandbox), **(env or {})}, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=TIMEOUT)
 
 
 class Sandbox:
@@ -576,9 +578,20 @@ def test_a_random_layer_is_staged_exactly_or_refused_leaving_everything_untouche
     event(f"{outcome} ({'hostile' if hostile else 'benign only'})")
 
 
+@pytest.fixture(scope="module")
+def lambda_api():
+    """One loopback Lambda API for the module: layers published by an example stay, harmlessly."""
+    from lambda_server import FakeLambda
+
+    server = FakeLambda()
+    server.start()
+    yield server
+    server.stop()
+
+
 @PROPERTY_SETTINGS
 @given(data=st.data(), shape=top_shapes)
-def test_two_benign_layers_stage_as_last_writer_wins(data, shape):
+def test_two_benign_layers_stage_as_last_writer_wins(lambda_api, data, shape):
     """Two layers over the same shape of paths: every path holds what the last layer that
     has it put there (files and symlinks replace each other, a later directory entry sets
     the mode), and every replacement is reported."""
@@ -618,6 +631,18 @@ def test_two_benign_layers_stage_as_last_writer_wins(data, shape):
             elif entry["type"] != "dir":
                 assert entry["layer"] == 0
         event(f"overrides: {min(len(leaves[0] & leaves[1]), 3)}{'+' if len(leaves[0] & leaves[1]) > 3 else ''}")
+        # The same layers through the Lambda API take the other road: unpacked into the cache's
+        # trees (in parallel), then hard-linked into a stage; once cold, once from those trees.
+        arns = [lambda_api.add_layer(f"prop{n}", zip_path.read_bytes(), architectures=()).arn
+                for n, zip_path in enumerate(zips)]
+        aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_ENDPOINT_URL_LAMBDA": lambda_api.endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+        for stage in ("via-api", "via-trees"):
+            fetched = extpack("fetch", *arns, "--stage-dir", stage, "--lock", f"{stage}.lock", cwd=box.project,
+                              sandbox=box.root, env=aws)
+            assert fetched.returncode == 0, fetched.stderr
+            assert tree_snapshot(box.project / stage / "opt") == expected_stage(layers), stage
 
 
 
