@@ -392,8 +392,11 @@ def _check_no_overlap(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], na
     end_of_data = archive.start_dir
     for current, following in zip(ordered, [*ordered[1:], None]):
         limit = following.header_offset if following is not None else end_of_data
-        encoding = "utf-8" if current.flag_bits & 0x800 else "cp437"
-        name_bytes = len(current.orig_filename.encode(encoding, "surrogateescape"))
+        filename = current.orig_filename
+        if filename.isascii():  # the usual case: one byte a character in either encoding
+            name_bytes = len(filename)
+        else:
+            name_bytes = len(filename.encode("utf-8" if current.flag_bits & 0x800 else "cp437", "surrogateescape"))
         minimal_end = current.header_offset + 30 + name_bytes + current.compress_size
         if minimal_end > limit:
             raise LayerContentError(f"entries overlap inside the zip at {current.filename!r}: refusing a zip bomb",
