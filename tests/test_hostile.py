@@ -377,3 +377,47 @@ def test_a_refused_layer_stops_the_others_and_leaves_no_temporary_tree(
     trees = tmp_path / "cache" / "trees" / "v1"
     stored = {p.name for p in trees.iterdir()} if trees.is_dir() else set()
     assert layers[1].sha256_hex not in stored  # a refused layer leaves no tree behind
+
+
+def _overlapping_zip() -> bytes:
+    """Two central-directory entries whose data are the same bytes of the zip (the
+    'overlapping files' bomb: N entries, one compressed payload, N times the output)."""
+    raw = bytearray(zip_bytes(lambda z: z.file("a.bin", b"\0" * 100_000).file("b.bin", b"\0" * 100_000)))
+    first = raw.find(b"PK\x01\x02")
+    second = raw.find(b"PK\x01\x02", first + 4)
+    offset_of_first = struct.unpack_from("<L", raw, first + 42)[0]
+    struct.pack_into("<L", raw, second + 42, offset_of_first)  # b.bin's "local header" is a.bin's
+    return bytes(raw)
+
+
+def test_overlapping_entries_are_refused_as_a_zip_bomb(run_extpack, tmp_path, project, previous, layer_zips):
+    bomb = tmp_path / "overlap.zip"
+    bomb.write_bytes(_overlapping_zip())
+
+    line = _refused(run_extpack, tmp_path, project, layer_zips, bomb)
+
+    assert "overlap" in line
+
+
+@pytest.mark.parametrize("names", [
+    pytest.param(["Conf/a", "conf/a", "CONF/A"], id="case-collision"),
+    pytest.param(["\uff0e\uff0e/escape-fullwidth", "\u2025/escape-leader", "a\u2215b"], id="unicode-look-alikes"),
+])
+def test_names_that_only_look_alike_stay_distinct_and_inside(run_extpack, tmp_path, project, previous, names):
+    # Linux filesystems compare bytes: neither case nor look-alike dots fold into another
+    # name or into "..", so every entry is its own file inside the stage, as unzip makes it.
+    layer = tmp_path / "alike.zip"
+    builder = make_layers.ZipBuilder()
+    for n, name in enumerate(names):
+        builder.file(name, f"entry {n}\n")
+    layer.write_bytes(builder.getvalue())
+    outside_before = tree_snapshot(tmp_path / "w1" / "w2")
+
+    run_extpack("fetch", layer, cwd=project, check=True)
+
+    opt = project / ".extpack" / "opt"
+    for n, name in enumerate(names):
+        assert (opt / name).read_text() == f"entry {n}\n"
+    outside_after = {p: e for p, e in tree_snapshot(tmp_path / "w1" / "w2").items()
+                     if not p.startswith("proj/")}
+    assert outside_after == {p: e for p, e in outside_before.items() if not p.startswith("proj/")}
