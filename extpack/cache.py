@@ -147,7 +147,7 @@ class Cache:
         folder = self.tree_dir / sha256
         try:
             tree = LayerTree.from_json(folder / "opt", (folder / "index.json").read_text())
-        except FileNotFoundError:
+        except OSError:  # no tree (or none we may read): unpack the blob instead
             return None
         except (ValueError, KeyError, TypeError, IndexError):
             discard(folder)

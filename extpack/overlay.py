@@ -10,13 +10,11 @@ made anew, so a stage never shares a directory or a link with the cache.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from extpack.atomic import discard
 from extpack.exceptions import LayerContentError
-from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, Node, unpack_layer
+from extpack.unpack import LayerTree, Node
 
 
 @dataclass(frozen=True)
@@ -92,16 +90,6 @@ class StageTree:
                 raise LayerContentError(
                     f"entry {path!r} is a {node.type} but an earlier layer has a {existing.type} there", layer=name
                 )
-
-    def unpack(self, zip_path: Path, index: int, *, name: str,
-               max_size: int = DEFAULT_MAX_LAYER_SIZE) -> LayerResult:
-        """Unpack a zip beside the stage and move it in: one layer without a cache."""
-        scratch = Path(tempfile.mkdtemp(prefix=".layer-", dir=self.root.parent))
-        try:
-            return self.add(unpack_layer(zip_path, scratch / "opt", name=name, max_size=max_size), index,
-                            name=name, link=False)
-        finally:
-            discard(scratch)
 
     def finish(self) -> None:
         """Apply directory modes last, so a read-only directory did not block writes into it."""

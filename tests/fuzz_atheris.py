@@ -36,10 +36,9 @@ import atheris  # noqa: E402
 with atheris.instrument_imports(include=["extpack", "zipfile"]):
     from extpack.exceptions import DownloadError, LayerContentError, UsageError
     from extpack.source import parse_source
-    from extpack.overlay import StageTree
     from extpack.unpack import _validated_entry
 
-from test_fuzz import BASES, known_bug  # noqa: E402  (the known-bug table and seed zips)
+from test_fuzz import BASES, known_bug, stage_one  # noqa: E402  (the known-bug table, seed zips, staging)
 
 _seen_known: set[str] = set()
 
@@ -108,10 +107,8 @@ def fuzz_unpack(data: bytes) -> None:
         (top / "layer.zip").write_bytes(data)
         root = top / "s1" / "s2" / "opt"
         root.parent.mkdir(parents=True)
-        tree = StageTree(root)
         try:
-            tree.unpack(top / "layer.zip", 0, name="fuzz", max_size=1 << 20)
-            tree.finish()
+            stage_one(root, top / "layer.zip", max_size=1 << 20).finish()
         except (DownloadError, LayerContentError):
             pass
         except Exception as exc:  # noqa: BLE001
