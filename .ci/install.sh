@@ -10,14 +10,15 @@
 #   skopeo, umoci    read and check OCI layouts offline
 #   unzip            reference unpacker the tests compare against
 #   make, git        Makefile targets; git for the working tree
-#   golang-go        compiles the seed's Go handler for tests/test_docker_e2e.py (~15 s to
-#                    install; without it a shell-script handler stands in)
+#
+# Not Debian's golang-go: it is Go 1.19 and would shadow the machine's own Go toolchain
+# (/usr/local/go/bin), which the tests use to build the seed's Go function.
 #
 # Usage: .ci/install.sh            (as root, or with sudo available)
 #        EXTPACK_APT_EXTRA="pkg ..." .ci/install.sh   to add packages
 set -eu
 
-PACKAGES="docker.io skopeo umoci busybox-static docker-registry unzip make git ca-certificates golang-go"
+PACKAGES="docker.io skopeo umoci busybox-static docker-registry unzip make git ca-certificates"
 PACKAGES="$PACKAGES ${EXTPACK_APT_EXTRA:-}"
 
 export DEBIAN_FRONTEND=noninteractive

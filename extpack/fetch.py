@@ -8,8 +8,11 @@ the cache and its files are hard-linked into every stage built from it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
@@ -242,7 +245,8 @@ class Fetcher:
         # Layers unpack side by side, each on its share of the cores: more threads than cores
         # only fight over the GIL (four layers on two cores: one thread each is ~20% faster).
         self._unpack_workers = max(1, (os.cpu_count() or 1) // min(options.jobs, len(sources)))
-        executor = ThreadPoolExecutor(max_workers=min(options.jobs, len(sources)), thread_name_prefix="extpack")
+        executor = ThreadPoolExecutor(max_workers=min(options.jobs, len(sources)), thread_name_prefix="extpack",
+                                      initializer=_leave_signals_to_the_main_thread)
         obtained: list[_Obtained] = []
         futures: list[Future] = []
         try:
@@ -303,11 +307,13 @@ class Fetcher:
             if tree is not None:
                 tree.check_size(max_size, display)
                 return _Prepared(item, tree, True)
-            temp = self._track(self.cache.new_temp_dir())
+            temp = self._track(self.cache.new_temp_dir(), display)
             try:
                 tree = unpack_layer(item.blob, temp / "opt", name=display, max_size=max_size,
                                     workers=self._unpack_workers, cancelled=self._cancelled)
-                return _Prepared(item, self.cache.commit_tree(temp, item.locked.sha256, tree), True)
+                with self._committing(temp, display):
+                    tree = self.cache.commit_tree(temp, item.locked.sha256, tree)
+                return _Prepared(item, tree, True)
             except BaseException:
                 _remove_quietly(temp)
                 raise
@@ -319,10 +325,28 @@ class Fetcher:
             os.unlink(item.blob)
         return _Prepared(item, tree, False)
 
-    def _track(self, temp: Path) -> Path:
+    def _track(self, temp: Path, display: str) -> Path:
+        """Register a temporary file or tree for the sweep; refused once the fetch is cancelled
+        (the sweep may already have run, and would never see it)."""
         with self._temps_lock:
+            if self._cancelled.is_set():
+                _remove_quietly(temp)
+                raise DownloadError("cancelled", layer=display)
             self._temps.add(temp)
         return temp
+
+    @contextlib.contextmanager
+    def _committing(self, temp: Path, display: str) -> Iterator[None]:
+        """Move a worker's verified blob or tree into the cache, unless the fetch was cancelled.
+
+        The check and the move hold the lock the sweep holds, so a cancelled fetch never
+        commits: either the commit happened before the cancellation, or it does not happen.
+        """
+        with self._temps_lock:
+            if self._cancelled.is_set():
+                raise DownloadError("cancelled", layer=display)
+            yield
+            self._temps.discard(temp)
 
     def _untrack(self, temp: Path) -> None:
         with self._temps_lock:
@@ -418,11 +442,11 @@ class Fetcher:
             self._scratch.mkdir(exist_ok=True)
             temp = self._scratch / f"layer-{index}.zip"
             fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        self._track(temp)
-        if self._cancelled.is_set():  # the main thread may have swept the temps already
+        try:
+            self._track(temp, display)
+        except BaseException:
             os.close(fd)
-            _remove_quietly(temp)
-            raise DownloadError("cancelled", layer=display)
+            raise
         self.progress.layer_started(index, display, expected.size)
 
         def on_progress(amount: int) -> None:
@@ -434,13 +458,25 @@ class Fetcher:
             sha = download(url, fd, expected, layer=display, refresh_url=refresh, on_progress=on_progress)
             if self.cache is None:
                 return temp, sha, True
-            return self.cache.commit(temp, sha), sha, False
+            with self._committing(temp, display):
+                return self.cache.commit(temp, sha), sha, False
         except BaseException:
             _remove_quietly(temp)
             raise
         finally:
             os.close(fd)
             self._untrack(temp)
+
+
+def _leave_signals_to_the_main_thread() -> None:
+    """Block SIGINT/SIGTERM in a worker (and the threads it starts, which inherit the mask).
+
+    Python runs signal handlers on the main thread only; when the kernel delivers the signal
+    to a worker instead, the main thread, blocked waiting for a layer, would not notice it
+    until that layer was done (and committed to the cache). Blocked here, the signal goes to
+    the main thread and interrupts its wait at once.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _remove_quietly(path: Path) -> None:

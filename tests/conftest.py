@@ -1,8 +1,9 @@
 """Shared fixtures: the fake Lambda API, the fixture zips, and running the real CLI.
 
-extpack is always driven as a subprocess through its installed console script, so the
+extpack is always driven as a subprocess (`python -m extpack` from this checkout), so the
 tests exercise what a Makefile or CI job would run: argument parsing, exit codes,
-stdout/stderr separation and the standard AWS environment chain.
+stdout/stderr separation and the standard AWS environment chain. The checkout's own code
+is what runs, never another install that happens to be first on PATH.
 """
 
 from __future__ import annotations
@@ -27,6 +28,28 @@ FIXTURES_DIR = REPO_ROOT / "fixtures"
 for _p in (TESTS_DIR, FIXTURES_DIR):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
+
+# The code under test is this checkout's, in this process and in every subprocess (they
+# inherit PYTHONPATH): an `extpack` installed elsewhere must not stand in for it.
+sys.path.insert(0, str(REPO_ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+
+
+def _check_extpack_is_this_checkout() -> None:
+    import extpack
+
+    where = Path(extpack.__file__).resolve().parent
+    if where != REPO_ROOT / "extpack":
+        raise RuntimeError(f"the tests import extpack from {where}, not from this checkout ({REPO_ROOT}): "
+                           "remove the other install or run pytest from this checkout")
+    probe = subprocess.run(_extpack_command() + ["--version"], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, cwd="/")
+    if probe.returncode != 0:
+        raise RuntimeError(f"{' '.join(_extpack_command())} --version failed:\n{probe.stderr}")
+    child = subprocess.run([sys.executable, "-c", "import extpack; print(extpack.__file__)"],
+                           capture_output=True, text=True, cwd="/", check=True).stdout.strip()
+    if Path(child).resolve().parent != where:
+        raise RuntimeError(f"extpack subprocesses import {child}, not this checkout's {where}")
 
 import make_layers  # noqa: E402
 from lambda_server import FakeLambda  # noqa: E402
@@ -90,9 +113,7 @@ def _clean_environ() -> dict[str, str]:
 
 
 def _extpack_command() -> list[str]:
-    exe = shutil.which("extpack")
-    if exe:
-        return [exe]
+    """The checkout's own entry point (PYTHONPATH above points at this checkout)."""
     return [sys.executable, "-m", "extpack"]
 
 
@@ -109,6 +130,10 @@ class RunExtpack(Protocol):
 
 
 # --------------------------------------------------------------------------- fixtures
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _check_extpack_is_this_checkout()
 
 
 @pytest.fixture
@@ -149,11 +174,6 @@ def aws_env(tmp_path: Path, fake_lambda: FakeLambda) -> dict[str, str]:
             "no_proxy": "127.0.0.1,localhost",
         }
     )
-    if not shutil.which("extpack"):
-        # Fallback `python -m extpack` from a tmp cwd: make the checkout importable.
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])
-        )
     return env
 
 

@@ -131,8 +131,9 @@ class Project:
 
     def extpack(self, *args: str | os.PathLike[str], cwd: Path | None = None,
                 check: int | None = 0) -> subprocess.CompletedProcess[str]:
-        exe = shutil.which("extpack")
-        cmd = ([exe] if exe else [sys.executable, "-m", "extpack"]) + [os.fspath(a) for a in args]
+        from conftest import _extpack_command
+
+        cmd = _extpack_command() + [os.fspath(a) for a in args]
         r = subprocess.run(cmd, check=False, cwd=cwd or self.root, env=self.env, capture_output=True, text=True,
                            stdin=subprocess.DEVNULL, timeout=120)
         if check is not None and r.returncode != check:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import signal
 import socket
+import subprocess
 from pathlib import Path
 
 import make_layers
@@ -294,6 +295,9 @@ def test_interrupt_mid_download_keeps_stage_lock_and_cache(fake_lambda, tmp_path
     assert_no_leak(fake_lambda, out, err)
 
 
+MANY_FILES = 20000
+
+
 def _many_files_zip(count: int) -> bytes:
     # Incompressible contents, so the zip is large enough (> 4 MiB) for extpack to unpack
     # it on several threads: the interrupt must stop those too.
@@ -310,24 +314,46 @@ def _many_files_zip(count: int) -> bytes:
 def many_files_zip(tmp_path_factory) -> Path:
     # Enough entries that unpacking takes a good while (seconds) after the first file lands.
     path = tmp_path_factory.mktemp("many") / "many.zip"
-    path.write_bytes(_many_files_zip(20000))
+    path.write_bytes(_many_files_zip(MANY_FILES))
     return path
 
 
-def _unpacking(*roots: Path):
-    """The first file unpacked under one of the `many` folders below `roots`, once there is one:
-    a local zip unpacks in the build directory (layers/N/, then opt/), a layer from an ARN
-    into a temporary tree in the cache."""
+def _layer_dirs(*roots: Path) -> list[Path]:
+    """The `many` folder being unpacked below `roots`: a local zip unpacks in the build
+    directory (layers/N/, then opt/), a layer from an ARN into a temporary tree in the cache."""
+    found = []
     for root in roots:
-        for many in [*root.glob("*.build-*/layers/*/many"), *root.glob("*.build-*/opt/many"),
-                     *root.glob("tmp/tree-*/opt/many")]:
-            try:
-                found = next(many.iterdir(), None)
-            except FileNotFoundError:
-                continue
-            if found is not None:
-                return found
-    return None
+        found += [*root.glob("*.build-*/layers/*/many"), *root.glob("*.build-*/opt/many"),
+                  *root.glob("tmp/tree-*/opt/many")]
+    return found
+
+
+def _hold_mid_unpack(proc: subprocess.Popen, *roots: Path) -> None:
+    """Freeze extpack (SIGSTOP) at a known point: its layer's directories exist, not all of its
+    files do. Directories are made before any file is written, and writing the 20,000 files
+    takes far longer than the few milliseconds between seeing the folder and the SIGSTOP, so
+    the process is caught mid-unpack on every run; the count below proves it did."""
+    folder = wait_for(lambda: _layer_dirs(*roots), timeout=30, what="the unpack to start", proc=proc)[0]
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        written = sum(1 for _ in folder.iterdir())
+    except FileNotFoundError:
+        written = None
+    assert written is not None and written < MANY_FILES, f"not caught mid-unpack: {written} files in {folder}"
+
+
+def _interrupt_held(proc: subprocess.Popen, signum: int, *, within: float) -> tuple[int, str, str]:
+    """Deliver `signum` to a process frozen by _hold_mid_unpack: it is pending when the
+    process resumes, so it lands before the unpack can finish."""
+    proc.send_signal(signum)
+    proc.send_signal(signal.SIGCONT)
+    try:
+        out, err = proc.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"extpack did not exit within {within}s of {signal.Signals(signum).name}:\n{err}")
+    return proc.returncode, out, err
 
 
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
@@ -335,8 +361,8 @@ def test_interrupt_mid_unpack_keeps_stage_and_lock(tmp_path, aws_env, project, m
     proj, before = project
 
     proc = popen_extpack(["fetch", many_files_zip], cwd=proj, env=aws_env)
-    wait_for(lambda: _unpacking(proj), timeout=30, what="the unpack to start", proc=proc)
-    code, _, err, _ = stop_with(proc, signum, within=10)
+    _hold_mid_unpack(proc, proj)
+    code, _, err = _interrupt_held(proc, signum, within=10)
 
     _assert_interrupted(code, err, signum)
     assert tree_snapshot(proj) == before
@@ -351,8 +377,8 @@ def test_interrupt_mid_unpack_of_a_layer_arn_leaves_no_tree(fake_lambda, tmp_pat
     layer = fake_lambda.add_layer("many", many_files_zip.read_bytes())
 
     proc = popen_extpack(["fetch", layer.arn], cwd=proj, env=aws_env)
-    wait_for(lambda: _unpacking(cache), timeout=30, what="the unpack to start", proc=proc)
-    code, _, err, _ = stop_with(proc, signum, within=10)
+    _hold_mid_unpack(proc, cache)
+    code, _, err = _interrupt_held(proc, signum, within=10)
 
     _assert_interrupted(code, err, signum)
     assert tree_snapshot(proj) == before
@@ -362,7 +388,7 @@ def test_interrupt_mid_unpack_of_a_layer_arn_leaves_no_tree(fake_lambda, tmp_pat
     follow = popen_extpack(["fetch", layer.arn, "--json"], cwd=proj, env=aws_env)
     out, err = follow.communicate(timeout=60)
     assert follow.returncode == 0, err
-    assert json.loads(out)["layers"][0]["files"] == 20000
+    assert json.loads(out)["layers"][0]["files"] == MANY_FILES
     assert (cache / "trees" / "v1" / layer.sha256_hex).is_dir()
 
 
@@ -372,7 +398,7 @@ def test_sigkill_mid_unpack_still_leaves_stage_and_lock(tmp_path, aws_env, proje
     proj, before = project
 
     proc = popen_extpack(["fetch", many_files_zip], cwd=proj, env=aws_env)
-    wait_for(lambda: _unpacking(proj), timeout=30, what="the unpack to start", proc=proc)
+    _hold_mid_unpack(proc, proj)
     code, _, _, _ = stop_with(proc, signal.SIGKILL, within=10)
 
     assert code == -signal.SIGKILL
@@ -382,4 +408,4 @@ def test_sigkill_mid_unpack_still_leaves_stage_and_lock(tmp_path, aws_env, proje
     follow = popen_extpack(["fetch", many_files_zip, "--json"], cwd=proj, env=aws_env)
     out, err = follow.communicate(timeout=60)
     assert follow.returncode == 0, err
-    assert json.loads(out)["layers"][0]["files"] == 20000
+    assert json.loads(out)["layers"][0]["files"] == MANY_FILES
