@@ -89,4 +89,23 @@ check test -x /bin/busybox
 check sh -c '/bin/busybox --list | grep -qx stat'
 [ "$fail" -eq 0 ] || exit 1
 
+# AWS's Runtime Interface Emulator, built from the Go module proxy with the machine's Go:
+# the tests run images under it. RIE_VERSION is the pseudo-version the proxy serves.
+RIE_VERSION=v0.0.0-20261030222936-bef5c4ba774d
+RIE_DIR=${EXTPACK_TEST_BIN:-/usr/local/libexec/extpack-test}
+GO=$(command -v go || echo /usr/local/go/bin/go)
+if [ ! -x "$RIE_DIR/aws-lambda-rie" ] || [ "$(cat "$RIE_DIR/aws-lambda-rie.version" 2>/dev/null)" != "$RIE_VERSION" ]; then
+    if [ ! -x "$GO" ]; then
+        echo "install.sh: no Go toolchain (go on PATH or /usr/local/go/bin/go): needed to build aws-lambda-rie" >&2
+        exit 1
+    fi
+    echo "install.sh: building aws-lambda-rie $RIE_VERSION with $("$GO" version)"
+    $SUDO mkdir -p "$RIE_DIR"
+    $SUDO env CGO_ENABLED=0 GOBIN="$RIE_DIR" GOFLAGS=-trimpath "$GO" install \
+        "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$RIE_VERSION"
+    echo "$RIE_VERSION" | $SUDO tee "$RIE_DIR/aws-lambda-rie.version" >/dev/null
+fi
+check test -x "$RIE_DIR/aws-lambda-rie"
+[ "$fail" -eq 0 ] || exit 1
+
 echo "install.sh: ok (docker $(/usr/bin/docker --version 2>/dev/null | sed 's/^Docker version //'))"
