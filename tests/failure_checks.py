@@ -145,7 +145,15 @@ def popen_extpack(args: list[str | os.PathLike[str]], *, cwd: Path, env: dict[st
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_signals,
     )
+
+
+def _default_signals() -> None:
+    # A shell's background job (CI scripts, `cmd &`) starts with SIGINT ignored, and Python
+    # then keeps it ignored: the interrupt tests need extpack to see SIGINT as a user's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session", name="good_template")
