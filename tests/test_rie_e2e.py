@@ -235,7 +235,7 @@ def test_the_extension_refuses_a_caller_without_the_session_token(seed_image, co
 def arm64_extension_image(project: Project, daemon: DockerDaemon, lambda_api: FakeLambda, busybox_base: str,
                           seed_image: str, tags: list[str]) -> str:
     """The seed image with the extension built for arm64 instead; `fetch --arch x86_64` refuses it first."""
-    arn = next(layer.arn for layer in lambda_api.layers() if layer.name == "standin-for-arm64")
+    arn = next(layer.arn for layer in lambda_api.layers if layer.name == "standin-for-arm64")
     refused = project.extpack("fetch", arn, "--arch", "x86_64", "--stage-dir", "stage-arm64",
                               "--lock", "arm64.lock", check=5)
     assert "arm64" in refused.stderr and EXTENSION in refused.stderr
@@ -353,7 +353,7 @@ def test_smoke_says_the_emulator_lacks_the_telemetry_api(project, daemon, seed_i
 
 def test_smoke_mounts_an_emulator_into_an_image_without_one(project, daemon, busybox_base, seed_image,
                                                            tags) -> None:
-    project.extpack("render", "--base", busybox_base, "--copy", "bootstrap:/var/task/bootstrap",
+    project.extpack("render", "--template", "aws-base", "--base", busybox_base, "--copy", "bootstrap:/var/task/bootstrap",
                     "--entrypoint", "/var/task/bootstrap", "--output", "Dockerfile.plain")
     image = build(daemon, project, "extpack-rie/no-emulator:1", tags, "Dockerfile.plain")
     r = smoke(project, image, check=2)
