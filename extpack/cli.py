@@ -191,12 +191,7 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
     from extpack.exceptions import UsageError
 
     config = _config(ctx)
-    env_pairs = []
-    for item in env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"bad --env {item!r}: use NAME=VALUE")
-        env_pairs.append((name, value))
+    env_pairs = _env_pairs(env)
     output = output or str(config.get("output", "Dockerfile"))
     options = rendering.RenderOptions(
         stage_dir=_pick(stage_dir, config, "stage-dir", Path(".extpack")),
@@ -240,6 +235,19 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
         return
     for path in rendering.write(result, target):
         click.echo(f"wrote {path}")
+
+
+def _env_pairs(items) -> list[tuple[str, str]]:
+    """--env NAME=VALUE flags as pairs, in order."""
+    from extpack.exceptions import UsageError
+
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"bad --env {item!r}: use NAME=VALUE")
+        pairs.append((name, value))
+    return pairs
 
 
 def _regenerate_command(ctx: click.Context) -> str:
@@ -587,13 +595,7 @@ def smoke(image, event_file, env, rie_path, timeout, network, docker_host, as_js
         json.loads(event)
     except ValueError:
         raise UsageError(f"--event {event_file.name}: not JSON") from None
-    env_pairs = []
-    for item in env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"bad --env {item!r}: use NAME=VALUE")
-        env_pairs.append((name, value))
-    options = smoking.SmokeOptions(image=image, event=event, env=env_pairs, rie=rie_path, timeout=timeout,
+    options = smoking.SmokeOptions(image=image, event=event, env=_env_pairs(env), rie=rie_path, timeout=timeout,
                                    network=network, docker_host=docker_host)
     report = smoking.smoke(options, smoking.write_progress)
     if as_json:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import make_layers
@@ -32,6 +32,7 @@ import pytest
 from dockerd import DockerDaemon
 from lambda_parts import EXTENSION_SOURCE, check_go_version, go_binary, go_build, go_env, rie_binary
 from lambda_server import FakeLambda
+from test_docker_e2e import tags  # noqa: F401 - the fixture: images a module made, removed after it
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "go-function"
@@ -131,14 +132,6 @@ def project(tmp_path_factory: pytest.TempPathFactory, lambda_api: FakeLambda, da
     return Project(root, env)
 
 
-@pytest.fixture(scope="module")
-def tags(daemon: DockerDaemon) -> Iterator[list[str]]:
-    made: list[str] = []
-    yield made
-    if made:
-        daemon.docker("rmi", "-f", *made, check=False)
-
-
 def build(daemon: DockerDaemon, project: Project, tag: str, tags: list[str], dockerfile: str = "Dockerfile",
           context: Path | None = None) -> str:
     context = context or project.root
@@ -194,7 +187,7 @@ class Container:
 
 
 @pytest.fixture
-def container(daemon: DockerDaemon) -> Iterator[type[Container]]:
+def container(daemon: DockerDaemon) -> Iterator[Callable[..., Container]]:
     made: list[Container] = []
 
     def start(image: str, *env: str) -> Container:
@@ -353,8 +346,8 @@ def test_smoke_says_the_emulator_lacks_the_telemetry_api(project, daemon, seed_i
 
 def test_smoke_mounts_an_emulator_into_an_image_without_one(project, daemon, busybox_base, seed_image,
                                                            tags) -> None:
-    project.extpack("render", "--template", "aws-base", "--base", busybox_base, "--copy", "bootstrap:/var/task/bootstrap",
-                    "--entrypoint", "/var/task/bootstrap", "--output", "Dockerfile.plain")
+    project.extpack("render", "--template", "aws-base", "--base", busybox_base,
+                    "--copy", "bootstrap:/var/task/bootstrap", "--entrypoint", "/var/task/bootstrap", "--output", "Dockerfile.plain")
     image = build(daemon, project, "extpack-rie/no-emulator:1", tags, "Dockerfile.plain")
     r = smoke(project, image, check=2)
     assert "pass --rie PATH" in r.stderr
