@@ -73,7 +73,7 @@ def check_go_version(go: str, module_dir: Path) -> None:
 
 def go_env(goarch: str) -> dict[str, str]:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "extpack-tests" / "go"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
+    env = dict(os.environ)  # GOPROXY, GOSUMDB, GONOSUMDB... of the machine still apply
     env.update(
         GOMODCACHE=str(cache / "mod"), GOCACHE=str(cache / "build"),
         GOFLAGS="-mod=readonly",  # go.sum is the truth: a build never edits it

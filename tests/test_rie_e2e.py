@@ -344,16 +344,35 @@ def test_smoke_says_the_emulator_lacks_the_telemetry_api(project, daemon, seed_i
     assert f"[{EXTENSION}] telemetry subscription answered 202" in report["log"]
 
 
-def test_smoke_mounts_an_emulator_into_an_image_without_one(project, daemon, busybox_base, seed_image,
-                                                           tags) -> None:
+@pytest.fixture(scope="module")
+def no_emulator_image(project: Project, daemon: DockerDaemon, busybox_base: str, seed_image: str,
+                      tags: list[str]) -> str:
+    """The seed's function and extension on the aws-base template without --rie: no emulator inside."""
     project.extpack("render", "--template", "aws-base", "--base", busybox_base,
-                    "--copy", "bootstrap:/var/task/bootstrap", "--entrypoint", "/var/task/bootstrap", "--output", "Dockerfile.plain")
-    image = build(daemon, project, "extpack-rie/no-emulator:1", tags, "Dockerfile.plain")
+                    "--copy", "bootstrap:/var/task/bootstrap", "--entrypoint", "/var/task/bootstrap",
+                    "--output", "Dockerfile.plain")
+    return build(daemon, project, "extpack-rie/no-emulator:1", tags, "Dockerfile.plain")
+
+
+def test_smoke_mounts_an_emulator_into_an_image_without_one(project: Project, no_emulator_image: str) -> None:
+    image = no_emulator_image
     r = smoke(project, image, check=2)
     assert "pass --rie PATH" in r.stderr
     r = smoke(project, image, "--rie", str(rie_binary()), "--env", f"PARAMETER_NAME={PARAMETER}", check=0)
     assert "(mounted at /aws-lambda/aws-lambda-rie)" in r.stdout
     assert re.search(rf"/opt/extensions/{EXTENSION}\s+registered", r.stdout)
+
+
+def test_smoke_uses_the_emulator_where_aws_base_images_have_it(project, daemon, no_emulator_image, tags,
+                                                             tmp_path) -> None:
+    """AWS's base images carry /usr/local/bin/aws-lambda-rie; an entrypoint may name the emulator itself."""
+    image = derived(daemon, project, tags, tmp_path, "extpack-rie/aws-base-like:1",
+                    f"FROM {no_emulator_image}\nCOPY aws-lambda-rie /usr/local/bin/aws-lambda-rie\n"
+                    'ENTRYPOINT ["/usr/local/bin/aws-lambda-rie", "/var/task/bootstrap"]\n',
+                    {"aws-lambda-rie": rie_binary()})
+    r = smoke(project, image, "--env", f"PARAMETER_NAME={PARAMETER}", check=0)
+    assert "/usr/local/bin/aws-lambda-rie (in the image)" in r.stdout
+    assert json.dumps(ANSWER, separators=(",", ":")) in r.stdout
 
 
 def test_smoke_without_a_docker_daemon_says_so_in_one_line(tmp_path: Path) -> None:
