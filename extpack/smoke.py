@@ -292,9 +292,9 @@ def smoke(options: SmokeOptions, progress: Progress) -> SmokeReport:
     run += [options.image, *rie_flags, *function_command(info)]
     progress(f"starting {options.image} under {emulator}, network {network}, "
              f"{len(extensions)} extension(s) in {EXTENSIONS_DIR}")
-    docker.run(*run)
     timed_out = False
     try:
+        docker.run(*run)  # inside the try: a container that was created but failed to start is removed too
         port = port or _published_port(docker, name)
         timed_out = _invoke(docker, name, port, options, report, progress)
     finally:
