@@ -48,3 +48,9 @@ class DriftError(ExtpackError):
     def __init__(self, message: str, *, layer: str | None = None, details: list[str] | None = None) -> None:
         super().__init__(message, layer=layer)
         self.details = details or []
+
+
+class NotALambdaError(ExtpackError):
+    """Run under the Runtime Interface Emulator, the image fails: an extension or the function (exit 7)."""
+
+    exit_code = 7

@@ -1,0 +1,3 @@
+module extpack.test/extension
+
+go 1.22
