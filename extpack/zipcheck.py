@@ -96,6 +96,12 @@ def _too_many(count: int | str, name: str) -> LayerContentError:
     return LayerContentError(f"layer has {count} entries, more than the {MAX_ENTRIES} extpack accepts", layer=name)
 
 
+def _shown(info: zipfile.ZipInfo) -> str:
+    """An entry's name for a message: quoted (control characters escaped) and cut short."""
+    name = info.orig_filename
+    return repr(name) if len(name) <= 80 else f"{name[:80]!r}…"
+
+
 def check_local_headers(fd: int, infos: list[zipfile.ZipInfo], directory_start: int, name: str) -> None:
     """Each entry's local header must agree with the central directory (name, method,
     encryption), and the data it starts must end before the next entry and the directory:
@@ -107,20 +113,20 @@ def check_local_headers(fd: int, infos: list[zipfile.ZipInfo], directory_start: 
         header = os.pread(fd, _LOCAL_HEADER.size + len(raw_name), info.header_offset) \
             if info.header_offset >= 0 else b""
         if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
-            raise LayerContentError(f"entry {info.orig_filename!r} has no local header where the central "
+            raise LayerContentError(f"entry {_shown(info)} has no local header where the central "
                                     "directory says: the zip is corrupt or crafted", layer=name)
         fields = _LOCAL_HEADER.unpack_from(header)
         flags, method, name_length, extra_length = fields[3], fields[4], fields[10], fields[11]
         if header[_LOCAL_HEADER.size:_LOCAL_HEADER.size + name_length] != raw_name \
                 or name_length != len(raw_name):
-            raise LayerContentError(f"entry {info.orig_filename!r} has another name in its local header: "
+            raise LayerContentError(f"entry {_shown(info)} has another name in its local header: "
                                     "refusing a zip that unzip and extpack could read differently", layer=name)
         if method != info.compress_type or (flags & 0x1) != (info.flag_bits & 0x1):
-            raise LayerContentError(f"entry {info.orig_filename!r} has another compression method or encryption "
+            raise LayerContentError(f"entry {_shown(info)} has another compression method or encryption "
                                     "in its local header: the zip is corrupt or crafted", layer=name)
         data_end = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length + info.compress_size
         if info.header_offset < previous_end or data_end > directory_start:
-            where = f"{previous.orig_filename!r}" if info.header_offset < previous_end else "the central directory"
-            raise LayerContentError(f"entries overlap inside the zip: {info.orig_filename!r} and {where}: "
+            where = f"{_shown(previous)}" if info.header_offset < previous_end else "the central directory"
+            raise LayerContentError(f"entries overlap inside the zip: {_shown(info)} and {where}: "
                                     "refusing a zip bomb", layer=name)
         previous_end, previous = data_end, info
