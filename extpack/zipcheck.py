@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import struct
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from extpack.exceptions import LayerContentError
@@ -30,26 +29,19 @@ _LOCAL_SIGNATURE = b"PK\x03\x04"
 _SCAN_BUFFER = 1 << 20
 
 
-@dataclass(frozen=True)
-class CentralDirectory:
-    start: int  # where zipfile (and the data's end) finds it
-    size: int
-    entries: int
-
-
-def check_central_directory(zip_path: Path, name: str) -> CentralDirectory | None:
+def check_central_directory(zip_path: Path, name: str) -> None:
     """Refuse a zip with more than MAX_ENTRIES entries or an oversized central directory,
-    reading only the end record and the directory's fixed-size headers. None when there is no
-    end record: zipfile then says the file is not a zip."""
+    reading only the end record and the directory's fixed-size headers. A zip without a
+    readable end record or directory passes: zipfile then says it is not a valid zip."""
     with open(zip_path, "rb", buffering=_SCAN_BUFFER) as handle:
         try:
             # zipfile's own reader of the end record (and the ZIP64 one), so this check sees
             # exactly the record zipfile will use: a private name, stable since Python 2.6.
             end = zipfile._EndRecData(handle)  # noqa: SLF001
         except (OSError, zipfile.BadZipFile, struct.error):
-            return None
+            return
         if not end:
-            return None
+            return
         declared = end[zipfile._ECD_ENTRIES_TOTAL]  # noqa: SLF001
         if declared > MAX_ENTRIES:
             raise _too_many(declared, name)
@@ -62,16 +54,13 @@ def check_central_directory(zip_path: Path, name: str) -> CentralDirectory | Non
         if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # noqa: SLF001
             start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
         if start < 0:
-            return None
+            return
         handle.seek(start)
         entries = _count_entries(handle, size, name)
-    if entries is None:
-        return None
-    if entries != declared:
+    if entries is not None and entries != declared:
         raise LayerContentError(f"the zip's end record declares {declared} entries but its central directory "
                                 f"holds {entries}: refusing a zip that unzip and extpack could read differently",
                                 layer=name)
-    return CentralDirectory(start, size, entries)
 
 
 def _count_entries(handle, size: int, name: str) -> int | None:
