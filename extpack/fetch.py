@@ -26,6 +26,7 @@ from extpack.lock import Lock, LockedLayer, read_lock
 from extpack.overlay import StageTree
 from extpack.resolve import LambdaResolver
 from extpack.source import Source, parse_source
+from extpack.stagelock import holding_stage
 from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
 
 ARCHITECTURES = ("x86_64", "arm64")
@@ -124,6 +125,11 @@ class Fetcher:
     # -- planning ---------------------------------------------------------------------------
 
     def run(self) -> FetchResult:
+        # The lock is read and the stage and lock written under one lock: the same run's.
+        with holding_stage(self.options.stage_dir, on_wait=self.progress.info):
+            return self._run()
+
+    def _run(self) -> FetchResult:
         options = self.options
         sources = [parse_source(text, base_dir=options.base_dir) for text in options.sources]
         if not sources:
@@ -147,6 +153,10 @@ class Fetcher:
         `upgrade` None keeps every pin; an empty list moves every unversioned ARN to its newest
         version; names or ARNs limit the upgrade to those layers.
         """
+        with holding_stage(self.options.stage_dir, on_wait=self.progress.info):
+            return self._lock_only(upgrade)
+
+    def _lock_only(self, upgrade: list[str] | None) -> tuple[Lock | None, Lock]:
         from extpack.atomic import write_atomically
 
         sources = [parse_source(text, base_dir=self.options.base_dir) for text in self.options.sources]

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from extpack import inflate
+from extpack.zipcheck import check_central_directory, check_local_headers
 from extpack.exceptions import DownloadError, ExtpackError, LayerContentError
 
 # Lambda refuses to publish a layer whose unzipped size exceeds 250 MB.
 DEFAULT_MAX_LAYER_SIZE = 250 * 1024 * 1024
-MAX_ENTRIES = 200_000
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
 MAX_LINK_TARGET = 4095
@@ -115,6 +115,7 @@ class _Cancelled(ExtpackError):
 def unpack_layer(zip_path: Path, root: Path, *, name: str, max_size: int = DEFAULT_MAX_LAYER_SIZE,
                  workers: int | None = None, cancelled: threading.Event | None = None) -> LayerTree:
     """Unpack `zip_path` into `root` (created; it must not exist). `name` is the layer in messages."""
+    check_central_directory(zip_path, name)  # before zipfile reads the whole directory into memory
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
@@ -318,14 +319,11 @@ def _mtime(info: zipfile.ZipInfo) -> int:
 
 
 def _validated_entries(archive: zipfile.ZipFile, name: str, max_size: int) -> tuple[list[_Entry], int]:
-    infos = archive.infolist()
-    if len(infos) > MAX_ENTRIES:
-        raise LayerContentError(f"layer has {len(infos)} entries, more than the {MAX_ENTRIES} extpack accepts",
-                                layer=name)
+    infos = archive.infolist()  # no more than MAX_ENTRIES: check_central_directory counted them
     declared = sum(info.file_size for info in infos)
     if declared > max_size:
         raise _too_big(name)
-    _check_no_overlap(archive, infos, name)
+    check_local_headers(archive.fp.fileno(), infos, archive.start_dir, name)
     entries: list[_Entry] = []
     seen: dict[str, str] = {}
     for info in infos:
@@ -375,29 +373,19 @@ def _kind_and_mode(info: zipfile.ZipInfo, shown: str, name: str) -> tuple[str, i
     file_type = stat.S_IFMT(unix_mode)
     # setuid/setgid/sticky are dropped: a layer has no business granting privileges.
     permissions = stat.S_IMODE(unix_mode) & 0o777
+    # unzip makes every name that ends in "/" a directory (dropping its data) and every other
+    # name a file or link, whatever the mode says: anything else it would unpack differently.
+    if info.filename.endswith("/"):
+        if file_type not in (stat.S_IFDIR, 0) or info.file_size:
+            raise LayerContentError(f"entry {shown!r} is named as a directory but is "
+                                    f"{'a file with data' if info.file_size else 'not one'}", layer=name)
+        return "dir", permissions or 0o755
+    if file_type == stat.S_IFDIR:
+        raise LayerContentError(f"entry {shown!r} is a directory without the trailing '/' unzip needs", layer=name)
     if file_type == stat.S_IFLNK:
         return "symlink", 0o777
-    if file_type == stat.S_IFDIR or (file_type == 0 and info.filename.endswith("/")):
-        return "dir", permissions or 0o755
     if file_type in (stat.S_IFREG, 0):
         return "file", permissions or 0o644
     kinds = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
              stat.S_IFSOCK: "a socket"}
     raise LayerContentError(f"entry {shown!r} is {kinds.get(file_type, 'of an unknown type')}", layer=name)
-
-
-def _check_no_overlap(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], name: str) -> None:
-    """Refuse entries whose data overlap (the 'overlapping files' zip bomb)."""
-    ordered = sorted(infos, key=lambda i: i.header_offset)
-    end_of_data = archive.start_dir
-    for current, following in zip(ordered, [*ordered[1:], None]):
-        limit = following.header_offset if following is not None else end_of_data
-        filename = current.orig_filename
-        if filename.isascii():  # the usual case: one byte a character in either encoding
-            name_bytes = len(filename)
-        else:
-            name_bytes = len(filename.encode("utf-8" if current.flag_bits & 0x800 else "cp437", "surrogateescape"))
-        minimal_end = current.header_offset + 30 + name_bytes + current.compress_size
-        if minimal_end > limit:
-            raise LayerContentError(f"entries overlap inside the zip at {current.filename!r}: refusing a zip bomb",
-                                    layer=name)

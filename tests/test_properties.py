@@ -175,10 +175,15 @@ def _normalised(entry: Entry) -> tuple[str, str, int] | None:
         raise Refused("unsupported compression method")
     unix = entry.mode if entry.create_system == UNIX else 0
     kind_bits, permissions = stat.S_IFMT(unix), stat.S_IMODE(unix) & 0o777
+    # unzip makes a name ending in '/' a directory and any other name a file, whatever the mode.
+    if name.endswith("/"):
+        if kind_bits not in (S_IFDIR, 0) or entry.data:
+            raise Refused("named as a directory but not one")
+        return path, "dir", permissions or 0o755
+    if kind_bits == S_IFDIR:
+        raise Refused("a directory without the trailing '/'")
     if kind_bits == S_IFLNK:
         return path, "symlink", 0o777
-    if kind_bits == S_IFDIR or (kind_bits == 0 and name.endswith("/")):
-        return path, "dir", permissions or 0o755
     if kind_bits in (S_IFREG, 0):
         return path, "file", permissions or 0o644
     raise Refused(SPECIAL_TYPES.get(kind_bits, "unknown type"))
@@ -308,7 +313,7 @@ def dir_entries(draw, path: str) -> Entry:
     how = draw(st.sampled_from(["unix", "unix", "perms-only", "dos"]))
     mode = draw(dir_modes)
     if how == "unix":
-        return Entry(draw(_spellings(path, draw(st.booleans()))), S_IFDIR | mode, b"", ZIP_STORED)
+        return Entry(draw(_spellings(path, True)), S_IFDIR | mode, b"", ZIP_STORED)
     # Without a type in the mode, only the trailing '/' makes it a directory.
     return Entry(draw(_spellings(path, True)), mode, b"", ZIP_STORED, DOS if how == "dos" else UNIX)
 
