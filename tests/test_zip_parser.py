@@ -24,6 +24,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from make_layers import RawZip
 
+from extpack.zipcheck import MAX_CENTRAL_DIRECTORY_BYTES, MAX_ENTRIES
+
 REG = stat.S_IFREG | 0o644
 DIR = stat.S_IFDIR | 0o755
 PEAK_RSS_LIMIT_MB = 150
@@ -64,8 +66,10 @@ def _peak_rss_mb(tmp_path: Path, command: list[str], env: dict[str, str]) -> tup
     pytest.param(lambda: _one_entry().getvalue(declared_entries=2_000_000), id="declared"),
     # A million real central directory entries (all naming one local header), declared truly.
     pytest.param(lambda: _one_entry().repeat_central(1_000_000).getvalue(), id="held"),
-    # The end record says one; the directory holds 300,000: the count is not taken on trust.
-    pytest.param(lambda: _one_entry().repeat_central(300_000).getvalue(declared_entries=1), id="understated"),
+    # The end record says one; the directory holds more than the limit (yet under its size
+    # limit): the count is not taken on trust.
+    pytest.param(lambda: _one_entry().repeat_central(MAX_ENTRIES + 10_000).getvalue(declared_entries=1),
+                 id="understated"),
 ])
 def test_too_many_entries_are_refused_before_the_directory_is_parsed(tmp_path, aws_env, layout):
     layer = tmp_path / "many.zip"
@@ -75,8 +79,27 @@ def test_too_many_entries_are_refused_before_the_directory_is_parsed(tmp_path, a
     result, peak_mb = _peak_rss_mb(tmp_path, command, aws_env)
 
     line = assert_fails(result, 5, names=str(layer))
-    assert "entries" in line and "200000" in line, line
+    assert "entries" in line and str(MAX_ENTRIES) in line, line
     assert peak_mb < PEAK_RSS_LIMIT_MB, f"extpack peaked at {peak_mb:.0f} MB refusing {layer.name}"
+
+
+def test_a_zip_at_the_limits_is_staged_within_the_memory_bound(tmp_path, aws_env):
+    # The largest zip extpack accepts: every entry it allows, with long paths up to the size
+    # limit of the central directory. Its whole fetch stays within the bound too.
+    layer = tmp_path / "at-limit.zip"
+    per_entry = MAX_CENTRAL_DIRECTORY_BYTES // MAX_ENTRIES - 46 - 1  # central header: 46 bytes + name
+    with zipfile.ZipFile(layer, "w") as archive:
+        for i in range(MAX_ENTRIES):
+            stem = f"nodejs/node_modules/pkg{i // 500:03d}/file-{i:06d}"
+            info = zipfile.ZipInfo((stem + "-" * (per_entry - len(stem) - 3))[:per_entry - 3] + ".js")
+            info.external_attr = 0o100644 << 16
+            archive.writestr(info, b"x")
+    command = [sys.executable, "-m", "extpack", "fetch", str(layer), "--no-cache"]
+
+    result, peak_mb = _peak_rss_mb(tmp_path, command, aws_env)
+
+    assert result.returncode == 0, result.stderr
+    assert peak_mb < PEAK_RSS_LIMIT_MB, f"extpack peaked at {peak_mb:.0f} MB staging {MAX_ENTRIES} entries"
 
 
 def test_a_central_directory_over_its_size_limit_is_refused(run_extpack, tmp_path):
