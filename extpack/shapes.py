@@ -71,10 +71,16 @@ class Shapes:
 
     @classmethod
     def from_json(cls, data: dict) -> Shapes:
-        return cls(tuple(data.get("extensions", [])),
-                   tuple(Wrapper(w["path"], w["layer"]) for w in data.get("wrappers", [])),
-                   tuple(LibraryRoot(r["path"], r["runtime"], r["variable"], tuple(r["layers"]))
-                         for r in data.get("library_roots", [])))
+        """The manifest's record, checked: its paths reach Dockerfiles and terminals, so a
+        path that detection could not have produced is a ValueError (the caller detects anew)."""
+        extensions = tuple(_checked_path(path, _EXTENSION) for path in data.get("extensions", []))
+        wrappers = tuple(Wrapper(_checked_path(w["path"], _TOP_LEVEL), _checked_layer(w["layer"]))
+                         for w in data.get("wrappers", []))
+        roots = []
+        for root in data.get("library_roots", []):
+            runtime, variable = _root_kind(_checked_path(root["path"], _OPT)[len("/opt/"):])
+            roots.append(LibraryRoot(root["path"], runtime, variable, tuple(map(_checked_layer, root["layers"]))))
+        return cls(extensions, wrappers, tuple(roots))
 
 
 @dataclass(frozen=True)
@@ -112,14 +118,40 @@ def _may_be_wrapper(entry: Entry) -> bool:
     return "/" not in entry.path and entry.type == "file" and bool(entry.mode & 0o111)
 
 
+_OPT = re.compile(r"/opt/[^\x00-\x1f\x7f]+")
+_TOP_LEVEL = re.compile(r"/opt/[^/\x00-\x1f\x7f]+")
+_EXTENSION = re.compile(r"/opt/extensions/[^/\x00-\x1f\x7f]+")
+
+
+def _checked_path(path: object, pattern: re.Pattern[str]) -> str:
+    if not isinstance(path, str) or not pattern.fullmatch(path):
+        raise ValueError(f"not a path detection gives: {path!r}")
+    return path
+
+
+def _checked_layer(layer: object) -> int:
+    if type(layer) is not int or layer < 0:
+        raise ValueError(f"not a layer index: {layer!r}")
+    return layer
+
+
+def _root_kind(path: str) -> tuple[str, str]:
+    """(runtime, variable) of a library folder relative to /opt; ValueError if it is none."""
+    for pattern, runtime, variable in LIBRARY_ROOTS:
+        if pattern.fullmatch(path):
+            return runtime, variable
+    raise ValueError(f"not a library root: {path!r}")
+
+
 def _library_roots(entries: list[Entry]) -> tuple[LibraryRoot, ...]:
     roots = {}
     for entry in entries:
         if entry.type != "dir":
             continue
-        for pattern, runtime, variable in LIBRARY_ROOTS:
-            if pattern.fullmatch(entry.path):
-                roots[entry.path] = (runtime, variable)
+        try:
+            roots[entry.path] = _root_kind(entry.path)
+        except ValueError:
+            continue
     layers: dict[str, set[int]] = {path: set() for path in roots}
     for entry in entries:
         if entry.type == "dir":
@@ -163,7 +195,10 @@ def shapes_of(manifest: dict, stage_dir: Path) -> Shapes:
     detected from the stage now."""
     recorded = manifest.get(SHAPES_KEY)
     if isinstance(recorded, dict):
-        return Shapes.from_json(recorded)
+        try:
+            return Shapes.from_json(recorded)
+        except (ValueError, KeyError, TypeError):
+            pass  # hand-edited or damaged: the stage itself says what it holds
     return detect_in_manifest(manifest, stage_dir)
 
 

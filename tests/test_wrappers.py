@@ -167,3 +167,18 @@ def test_the_wrapper_comes_from_the_config_and_the_flag_wins(staged, run_extpack
     assert 'ENV AWS_LAMBDA_EXEC_WRAPPER="/opt/otel-instrument"' in flagged.stdout
     (tmp_path / "extpack.toml").write_text("wrapper = 3\n")
     assert "key 'wrapper'" in run_extpack("render", check=2).stderr
+
+
+def test_tampered_shapes_in_the_manifest_never_reach_the_dockerfile(staged, run_extpack, tmp_path):
+    path = tmp_path / ".extpack" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["shapes"]["library_roots"].append(
+        {"path": "/opt/python\"\nRUN touch /pwned #", "runtime": "python", "variable": "PYTHONPATH", "layers": [0]})
+    manifest["shapes"]["library_roots"][0]["variable"] = "LD_PRELOAD"
+    path.write_text(json.dumps(manifest))
+    rendered = run_extpack("render", "--rie", "--base", "example/alpine:3", "--output", "-", check=True).stdout
+    assert "pwned" not in rendered and "LD_PRELOAD" not in rendered
+    assert [line for line in rendered.splitlines() if line.startswith("ENV ")] == [
+        'ENV PATH="${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}:/opt/bin"',
+        'ENV PYTHONPATH="${PYTHONPATH:+${PYTHONPATH}:}/opt/python"',
+    ]
