@@ -153,22 +153,17 @@ def _library_roots(entries: list[Entry]) -> tuple[LibraryRoot, ...]:
         except ValueError:
             continue
     layers: dict[str, set[int]] = {path: set() for path in roots}
+    by_top: dict[str, list[str]] = {}  # a stage has thousands of files and a few roots
+    for path in roots:
+        by_top.setdefault(path.split("/", 1)[0], []).append(path)
     for entry in entries:
-        if entry.type == "dir":
-            continue
-        for path in _parents(entry.path):
-            if path in layers:
+        candidates = by_top.get(entry.path.split("/", 1)[0]) if entry.type != "dir" else None
+        for path in candidates or ():
+            if entry.path.startswith(path + "/"):
                 layers[path].add(entry.layer)
     # An empty folder puts nothing on a path: only roots that hold something count.
     return tuple(LibraryRoot(f"/opt/{path}", *roots[path], tuple(sorted(layers[path])))
                  for path in sorted(roots) if layers[path])
-
-
-def _parents(path: str) -> Iterable[str]:
-    parent, _, _ = path.rpartition("/")
-    while parent:
-        yield parent
-        parent, _, _ = parent.rpartition("/")
 
 
 def detect_in_tree(entries: Iterable[Entry], opt: Path) -> Shapes:
