@@ -25,7 +25,7 @@ from extpack.exceptions import DownloadError, DriftError, UsageError
 from extpack.lock import Lock, LockedLayer, read_lock
 from extpack.overlay import StageTree
 from extpack.resolve import LambdaResolver
-from extpack.shapes import SHAPES_KEY, Shapes, shapes_of, wrapper_hints
+from extpack.shapes import shapes_of, wrapper_hints
 from extpack.source import Source, parse_source
 from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
 
@@ -283,7 +283,7 @@ class Fetcher:
                            new_lock.to_text() if result.lock_changed else None)
             result.files = len(manifest["files"])
             result.total_size = manifest["total_size"]
-            result.wrappers = wrapper_hints(Shapes.from_json(manifest[SHAPES_KEY]))
+            result.wrappers = wrapper_hints(shapes_of(manifest, options.stage_dir))
         except BaseException as exc:
             # Workers stop at their next file or chunk. A failure waits for them, so nothing is
             # left behind; an interrupt waits a moment only (a call may be stuck on the network).

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SHAPES_KEY = "shapes"  # the manifest's optional key; manifests written before it lack it
@@ -63,7 +63,7 @@ class LibraryRoot:
 class Shapes:
     extensions: tuple[str, ...] = ()
     wrappers: tuple[Wrapper, ...] = ()
-    library_roots: tuple[LibraryRoot, ...] = field(default_factory=tuple)
+    library_roots: tuple[LibraryRoot, ...] = ()
 
     def to_json(self) -> dict:
         return {"extensions": list(self.extensions), "wrappers": [asdict(w) for w in self.wrappers],
