@@ -117,6 +117,8 @@ def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, end
         click.echo(line, err=True)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
+    for hint in result.wrappers:
+        click.echo(f"hint: {hint}", err=True)
     click.echo(fetch_json(result) if as_json else fetch_table(result))
 
 
@@ -183,9 +185,11 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--handler", help="The handler for the python/nodejs templates (e.g. app.handler).")
 @click.option("--app-dir", help="Folder copied into ${LAMBDA_TASK_ROOT} (python/nodejs templates).")
 @click.option("--from-image", help="Copy /opt from this extension image (made by extpack image) instead of the stage.")
+@click.option("--wrapper", help="Set AWS_LAMBDA_EXEC_WRAPPER to this staged script (e.g. /opt/otel-instrument); "
+              "the entry script runs it where the base does not.")
 @click.pass_context
 def render(ctx, stage_dir, lock_path, template, base, platform, output, context, check, rie, rie_binary, copies, env,
-           entrypoint, cmd, handler, app_dir, from_image):
+           entrypoint, cmd, handler, app_dir, from_image, wrapper):
     """Write a multi-stage Dockerfile that copies the staged /opt into the image."""
     from extpack import render as rendering
     from extpack.exceptions import UsageError
@@ -211,8 +215,11 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
         app_dir=app_dir,
         from_image=from_image,
         command=_regenerate_command(ctx),
+        wrapper=_pick(wrapper, config, "wrapper"),
     )
     result = rendering.render(options)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if output == "-":
         click.echo(result.dockerfile, nl=False)
         if result.entry_script is not None:
@@ -285,11 +292,13 @@ def ls_command(ctx, stage_dir, as_json):
 
     from extpack.listing import ls_json, staged
     from extpack.report import human_size, table
+    from extpack.shapes import shapes_of
 
     stage_dir = _pick(stage_dir, _config(ctx), "stage-dir", Path(".extpack"))
     manifest, extensions = staged(stage_dir)
+    shapes = shapes_of(manifest, stage_dir)
     if as_json:
-        click.echo(json.dumps(ls_json(stage_dir, manifest, extensions), indent=2))
+        click.echo(json.dumps(ls_json(stage_dir, manifest, extensions, shapes), indent=2))
         return
     click.echo(table(["#", "LAYER", "VERSION", "ARCH", "ZIP", "UNZIPPED", "FILES", "SHA256"], [
         [str(layer["index"] + 1), layer["arn"] or layer["source"], str(layer["version"] or "-"),
@@ -303,6 +312,15 @@ def ls_command(ctx, stage_dir, as_json):
              human_size(ext.size)] for ext in extensions]))
     else:
         click.echo("no extensions in /opt/extensions")
+    if shapes.wrappers:
+        click.echo()
+        click.echo(table(["WRAPPER", "LAYER", "USE WITH"], [
+            [w.path, str(w.layer + 1), f"extpack render --wrapper {w.path}"] for w in shapes.wrappers]))
+    if shapes.library_roots:
+        click.echo()
+        click.echo(table(["LIBRARY ROOT", "RUNTIME", "ON", "LAYERS"], [
+            [r.path, r.runtime, r.variable, ",".join(str(i + 1) for i in r.layers) or "-"]
+            for r in shapes.library_roots]))
     click.echo(f"\ntotal: {len(manifest['files'])} entries, {human_size(manifest['total_size'])} unzipped "
                f"({manifest['arch']})")
 

@@ -36,6 +36,7 @@ KEYS: dict[str, type] = {
     "template": str,
     "output": str,
     "platform": str,
+    "wrapper": str,
 }
 PATH_KEYS = {"stage-dir", "lock", "cache-dir", "output"}
 

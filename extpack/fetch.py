@@ -25,6 +25,7 @@ from extpack.exceptions import DownloadError, DriftError, UsageError
 from extpack.lock import Lock, LockedLayer, read_lock
 from extpack.overlay import StageTree
 from extpack.resolve import LambdaResolver
+from extpack.shapes import shapes_of, wrapper_hints
 from extpack.source import Source, parse_source
 from extpack.stagelock import holding_stage
 from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
@@ -85,6 +86,7 @@ class FetchResult:
     total_size: int = 0
     unchanged: bool = False
     lock_changed: bool = False
+    wrappers: list[str] = field(default_factory=list)  # hints: staged wrapper scripts to point the env at
 
 
 @dataclass
@@ -241,7 +243,8 @@ class Fetcher:
                   for i, (pin, s, layer) in enumerate(zip(pins, sources, manifest["layers"]))]
         return FetchResult(self.options.stage_dir, self.options.lock_path, self.options.arch, layers,
                            files=len(manifest["files"]), total_size=manifest["total_size"], unchanged=True,
-                           lock_changed=lock_changed)
+                           lock_changed=lock_changed,
+                           wrappers=wrapper_hints(shapes_of(manifest, self.options.stage_dir)))
 
     # -- building ---------------------------------------------------------------------------
 
@@ -290,6 +293,7 @@ class Fetcher:
                            new_lock.to_text() if result.lock_changed else None)
             result.files = len(manifest["files"])
             result.total_size = manifest["total_size"]
+            result.wrappers = wrapper_hints(shapes_of(manifest, options.stage_dir))
         except BaseException as exc:
             # Workers stop at their next file or chunk. A failure waits for them, so nothing is
             # left behind; an interrupt waits a moment only (a call may be stuck on the network).

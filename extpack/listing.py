@@ -7,6 +7,7 @@ from pathlib import Path
 
 from extpack.elf import HEADER_BYTES, elf_arch
 from extpack.exceptions import UsageError
+from extpack.shapes import Shapes
 from extpack.stage import EXTENSIONS_DIR, read_manifest
 
 LS_SCHEMA = "extpack.ls/v1"
@@ -46,7 +47,7 @@ def _cpu(path: Path) -> str:
     return elf_arch(head) or "-"
 
 
-def ls_json(stage_dir: Path, manifest: dict, extensions: list[Extension]) -> dict:
+def ls_json(stage_dir: Path, manifest: dict, extensions: list[Extension], shapes: Shapes | None = None) -> dict:
     return {
         "schema": LS_SCHEMA,
         "stage": str(stage_dir),
@@ -57,4 +58,5 @@ def ls_json(stage_dir: Path, manifest: dict, extensions: list[Extension]) -> dic
         "extensions": [ext.__dict__ for ext in extensions],
         "files": len(manifest["files"]),
         "total_size": manifest["total_size"],
+        **({} if shapes is None else {key: value for key, value in shapes.to_json().items() if key != "extensions"}),
     }

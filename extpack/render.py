@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from extpack import runtime_env
 from extpack.exceptions import DriftError, UsageError
+from extpack.shapes import Shapes, shapes_of
 from extpack.stage import read_manifest
 
 DEFAULT_BASE = "public.ecr.aws/lambda/provided:al2023"
@@ -57,12 +59,14 @@ class RenderOptions:
     app_dir: str | None = None
     from_image: str | None = None
     command: str = "extpack render"
+    wrapper: str | None = None  # AWS_LAMBDA_EXEC_WRAPPER, run by the entry script where the base does not
 
 
 @dataclass(frozen=True)
 class Rendered:
     dockerfile: str
     entry_script: str | None  # text of the RIE entry script, written beside the Dockerfile
+    warnings: tuple[str, ...] = ()  # for stderr: what the image would silently lose
 
 
 def parse_copy(text: str) -> Copy:
@@ -97,6 +101,7 @@ def render(options: RenderOptions) -> Rendered:
     manifest = read_manifest(options.stage_dir)
     if manifest is None and not options.from_image:
         raise UsageError(f"no stage at {options.stage_dir}: run extpack fetch first")
+    staged_manifest = manifest
     manifest = manifest or {"arch": "x86_64", "layers": [], "files": [], "total_size": 0}
     context_dir = (options.context or _output_dir(options.output)).absolute()
     environment, template_name = _template(options.template)
@@ -107,8 +112,10 @@ def render(options: RenderOptions) -> Rendered:
         raise UsageError(f"unknown --platform {options.platform!r}: use linux/amd64 or linux/arm64")
     cmd = options.cmd or ([options.handler or DEFAULT_HANDLERS[options.template]]
                           if options.template in DEFAULT_HANDLERS else [])
+    base = options.base or (BUILTIN[options.template][1] if builtin else DEFAULT_BASE)
+    wrapping = _wrapping(options, staged_manifest, base, rie)
     values = {
-        "base": options.base or (BUILTIN[options.template][1] if builtin else DEFAULT_BASE),
+        "base": base,
         "platform": options.platform or PLATFORMS.get(arch),
         "arch": arch,
         "stage_dir": _relative(options.stage_dir, context_dir),
@@ -125,12 +132,15 @@ def render(options: RenderOptions) -> Rendered:
         "rie_binary": options.rie_binary,
         "rie_url": RIE_URL + ("-arm64" if arch == "arm64" else ""),
         # Written beside the Dockerfile; COPY names it relative to the build context.
-        "entry_script": _relative(_output_dir(options.output) / ENTRY_SCRIPT, context_dir) if rie else None,
+        "entry_script": _relative(_output_dir(options.output) / ENTRY_SCRIPT, context_dir)
+        if rie or wrapping.needs_entry_script else None,
         "copies": options.copies,
         "env": options.env,
         "entrypoint": options.entrypoint,
         "cmd": cmd,
         "app_dir": options.app_dir,
+        "wrapper": options.wrapper,
+        "layer_env": wrapping.layer_env,
     }
     import jinja2
 
@@ -142,8 +152,32 @@ def render(options: RenderOptions) -> Rendered:
         raise UsageError(f"template {options.template} failed to render: {exc}") from None
     # Templates stay readable with their own spacing; the output gets at most one blank line.
     text = re.sub(r"\n{3,}", "\n\n", text.strip("\n")) + "\n"
-    entry = _builtin_text("entry.sh") if rie else None
-    return Rendered(text, entry)
+    entry = _builtin_text("entry.sh") if values["entry_script"] else None
+    warnings = runtime_env.wrapper_warnings(wrapping.shapes, options.wrapper, wrapping.kind, base, text,
+                                            staged=wrapping.staged)
+    return Rendered(text, entry, tuple(warnings))
+
+
+@dataclass(frozen=True)
+class _Wrapping:
+    shapes: Shapes
+    kind: runtime_env.BaseKind
+    layer_env: list[tuple[str, str]]
+    needs_entry_script: bool  # the base ignores the wrapper, and the entry script can run it
+    staged: bool
+
+
+def _wrapping(options: RenderOptions, manifest: dict | None, base: str, rie: bool) -> _Wrapping:
+    """The wrapper and layer paths: checked against the stage, and what this base lacks."""
+    if any(name == runtime_env.WRAPPER_VARIABLE for name, _ in options.env):
+        raise UsageError(f"set the wrapper with --wrapper PATH, not --env {runtime_env.WRAPPER_VARIABLE}=...: "
+                         "--wrapper also runs it where the base image does not")
+    shapes = shapes_of(manifest, options.stage_dir) if manifest else Shapes()
+    if options.wrapper is not None:
+        runtime_env.check_wrapper(options.wrapper, manifest, options.stage_dir)
+    kind = runtime_env.base_kind(base, rie)
+    needs_entry = options.wrapper is not None and kind is not runtime_env.BaseKind.MANAGED and bool(options.entrypoint)
+    return _Wrapping(shapes, kind, runtime_env.layer_env(shapes, kind), needs_entry, manifest is not None)
 
 
 def _template(name: str):
@@ -161,7 +195,15 @@ def _template(name: str):
     return jinja2.Environment(loader=loader, **common), path.name
 
 
+# Run from a source checkout (the tests, PYTHONPATH), the templates are the checkout's own
+# `dockerfiles/`, not those of whatever extpack is installed; a wheel carries them as
+# extpack.dockerfiles.
+_CHECKOUT_TEMPLATES = Path(__file__).resolve().parent.parent / "dockerfiles"
+
+
 def _builtin_text(name: str) -> str:
+    if "/" not in name and (_CHECKOUT_TEMPLATES / "_header.j2").is_file():
+        return (_CHECKOUT_TEMPLATES / name).read_text()
     return resources.files("extpack.dockerfiles").joinpath(name).read_text()
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from extpack.atomic import discard, write_atomically
+from extpack.shapes import SHAPES_KEY, Entry, detect_in_manifest, detect_in_tree
 
 if TYPE_CHECKING:
     from extpack.overlay import StageTree
@@ -53,6 +54,8 @@ def manifest_json(tree: StageTree, arch: str, layers: list[LayerRecord], max_lay
             "sha256": node.sha256, "target": node.target, "mtime": node.mtime, "layer": node.layer,
             "overrode": node.overrode,
         })
+    shapes = detect_in_tree((Entry(path, node.type, node.mode, node.layer) for path, node in tree.nodes.items()),
+                            tree.root)
     return {
         "schema": MANIFEST_SCHEMA,
         "arch": arch,
@@ -60,6 +63,7 @@ def manifest_json(tree: StageTree, arch: str, layers: list[LayerRecord], max_lay
         "layers": [layer.to_json() for layer in layers],
         "files": files,
         "total_size": sum(f["size"] for f in files),
+        SHAPES_KEY: shapes.to_json(),
     }
 
 
@@ -209,4 +213,5 @@ def refresh_manifest(stage_dir: Path) -> None:
         kept.append(entry)
     manifest["files"] = kept
     manifest["total_size"] = sum(entry["size"] for entry in kept)
+    manifest[SHAPES_KEY] = detect_in_manifest(manifest, stage_dir).to_json()
     write_atomically(stage_dir / MANIFEST_NAME, manifest_text(manifest))
