@@ -211,7 +211,10 @@ class Fetcher:
         for source, pin in zip(sources, pins):
             if source.kind == "zip" and sha256_file(source.path) != pin.sha256:
                 return None
-        manifest = staging.read_manifest(self.options.stage_dir)
+        try:
+            manifest = staging.read_manifest(self.options.stage_dir)
+        except UsageError:  # a damaged manifest: the stage is rebuilt and replaced
+            return None
         if manifest is None or manifest.get("arch") != self.options.arch \
                 or manifest.get("max_layer_size") != self.options.max_layer_size:
             return None

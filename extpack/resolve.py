@@ -185,4 +185,8 @@ def _aws_error(exc: Exception, layer: str) -> Exception:
         return AwsError("cannot reach the Lambda API: check the network, the region and --endpoint-url", layer=layer)
     if isinstance(exc, bx.BotoCoreError):
         return AwsError(f"AWS client error: {exc}", layer=layer)
+    if isinstance(exc, (ValueError, TypeError)):
+        # botocore's parser met a member of the wrong type (a Version of "one").
+        return AwsError(f"the Lambda API's answer is not valid ({exc}): check --endpoint-url / "
+                        "AWS_ENDPOINT_URL_LAMBDA", layer=layer)
     return exc
