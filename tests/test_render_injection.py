@@ -60,19 +60,8 @@ def staged(run_extpack, tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("flags,named", list(HOSTILE_INPUTS.values()), ids=list(HOSTILE_INPUTS))
-def test_a_hostile_value_in_any_input_is_refused_in_every_template(staged, run_extpack, flags, named):
-    before = sorted(p.name for p in staged.iterdir())
-    for template in TEMPLATES:
-        result = run_extpack("render", "--template", template, *flags)
-
-        line = assert_fails(result, 2, names=named)
-        assert "\x1b" not in line
-        assert sorted(p.name for p in staged.iterdir()) == before, f"{template}: render wrote a file"
-
-
 @pytest.mark.parametrize("config_line", ['base = "alpine AS evil"', 'base = "alpine\\\\"',
-                                         'platform = "linux/amd64\\nRUN id"', 'output = "D\\nRUN id"'])
+                                         'base = "--platform=linux/arm64"', 'output = "D\\nRUN id"'])
 def test_a_hostile_config_value_is_refused(staged, run_extpack, config_line):
     (staged / "extpack.toml").write_text(config_line + "\n")
 
@@ -126,7 +115,9 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
-def test_tricky_but_valid_values_render_exactly_the_expected_instructions(staged, run_extpack, template):
+def test_every_input_gives_exactly_the_expected_instructions_or_is_refused(staged, run_extpack, template):
+    """Tricky but valid values (quotes, '#', '$', backslashes) render exactly the expected
+    instructions, read by BuildKit's parser; a hostile value in any input is refused."""
     stage, src, dest = TRICKY["copy"]
     result = run_extpack("render", "--template", template, "--base", TRICKY["base"], "--env", f"A={TRICKY['env']}",
                          "--entrypoint", json.dumps(TRICKY["entrypoint"]), "--copy", f"{stage}:{src}:{dest}",
@@ -136,6 +127,17 @@ def test_tricky_but_valid_values_render_exactly_the_expected_instructions(staged
     assert _instructions(result.stdout) == EXPECTED[template]
     header = [line for line in result.stdout.splitlines() if line.startswith("#")]
     assert len(header) == 3 and header[1].startswith("# regenerate with `extpack render ")
+
+    before = sorted(p.name for p in staged.iterdir())
+    for case, (flags, named) in HOSTILE_INPUTS.items():
+        result = run_extpack("render", "--template", template, *flags)
+        if result.returncode == 0:
+            written = staged / "Dockerfile"
+            pytest.fail(f"{case}: rendered instead of refused: "
+                        f"{_instructions(written.read_text()) if written.exists() else result.stdout}")
+        line = assert_fails(result, 2, names=named)
+        assert "\x1b" not in line, case
+        assert sorted(p.name for p in staged.iterdir()) == before, f"{case}: render wrote a file"
 
 
 # --------------------------------------------------------------------------- property
