@@ -79,10 +79,11 @@ def download(
     """
     import requests
 
+    check = on_progress or (lambda amount: None)
+
     backoff = _float_env("EXTPACK_RETRY_BACKOFF", 0.5)
     timeout = (10.0, _float_env("EXTPACK_HTTP_TIMEOUT", 60.0))
     host = urlsplit(url).hostname or "?"
-    check = on_progress or (lambda amount: None)
     refreshed = False
     last_problem = "no attempt made"
     with requests.Session() as session:
