@@ -6,6 +6,7 @@ Every ExtpackError becomes one line on stderr and its documented exit code.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 import click
 
 from extpack import __version__
-from extpack.exceptions import ExtpackError
+from extpack.exceptions import ExtpackError, printable
 
 ARCH_CHOICE = click.Choice(["x86_64", "arm64"])
 
@@ -114,11 +115,11 @@ def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, end
     with progress if isinstance(progress, TerminalProgress) else contextlib.nullcontext():
         result = Fetcher(options, progress).run()
     for line in override_lines(result):
-        click.echo(line, err=True)
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(printable(line), err=True)
+    for warning in result.warnings:  # they quote paths and link targets from the layers
+        click.echo(f"warning: {printable(warning)}", err=True)
     for hint in result.wrappers:
-        click.echo(f"hint: {hint}", err=True)
+        click.echo(f"hint: {printable(hint)}", err=True)
     click.echo(fetch_json(result) if as_json else fetch_table(result))
 
 
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx is not None else "extpack"
-        click.echo(f"extpack: error: {exc.format_message()} (see {command} --help)", err=True)
+        click.echo(f"extpack: error: {printable(exc.format_message())} (see {command} --help)", err=True)
         sys.exit(2)
     except click.ClickException as exc:
         exc.show()
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"extpack: internal error: {type(exc).__name__}: {exc} (rerun with --verbose and report it)",
+        click.echo(f"extpack: internal error: {type(exc).__name__}: {printable(str(exc))} (rerun with --verbose and "
+                   "report it)",
                    err=True)
         sys.exit(1)
     sys.exit(0)
@@ -308,7 +310,7 @@ def ls_command(ctx, stage_dir, as_json):
     click.echo()
     if extensions:
         click.echo(table(["EXTENSION", "CPU", "SIZE"], [
-            [f"/opt/extensions/{ext.name}" + (f" -> {ext.target}" if ext.target else ""), ext.cpu,
+            [printable(f"/opt/extensions/{ext.name}" + (f" -> {ext.target}" if ext.target else "")), ext.cpu,
              human_size(ext.size)] for ext in extensions]))
     else:
         click.echo("no extensions in /opt/extensions")
@@ -350,10 +352,10 @@ def verify(ctx, stage_dir, lock_path, cache_dir, no_cache, as_json):
                                "files_checked": result.files_checked, "blobs_checked": result.blobs_checked},
                               indent=2))
     else:
-        for line in result.differences:
-            click.echo(line)
+        for line in result.differences:  # they name what is on disk: names and link targets are data
+            click.echo(printable(line))
         for note in result.notes:
-            click.echo(f"note: {note}", err=True)
+            click.echo(f"note: {printable(note)}", err=True)
     if result.differences:
         raise DriftError(f"{len(result.differences)} difference(s) between {stage_dir}, its lock and the cache: "
                          "run extpack fetch to restore the stage")
@@ -578,9 +580,10 @@ def doctor(ctx, stage_dir, image_ref, oci_dir, arch, strict, apply_fixes, as_jso
         click.echo(json.dumps({**checks.doctor_json(findings, target), "fixed": fixed}, indent=2))
     else:
         for line in fixed:
-            click.echo(f"fixed: {line}")
-        for finding in findings:
-            click.echo(finding.line())
+            click.echo(f"fixed: {printable(line)}")
+        for finding in findings:  # a finding quotes paths and link targets from the layers
+            click.echo(dataclasses.replace(finding, path=finding.path and printable(finding.path),
+                                           message=printable(finding.message), fix=printable(finding.fix)).line())
         counts = {s: sum(f.severity == s for f in findings) for s in checks.SEVERITIES}
         click.echo(f"{target}: {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)")
     failing = [f for f in findings if f.severity == checks.ERROR or (strict and f.severity == checks.WARNING)]

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from extpack import validate
 from extpack.exceptions import UsageError
 
 if sys.version_info >= (3, 11):
@@ -99,6 +100,13 @@ def _validate(table: dict, path: Path) -> dict:
             raise UsageError(f"key {key!r} in {where} must be a {expected.__name__}, not {type(value).__name__}")
         if key == "layers" and not all(isinstance(item, str) for item in value):
             raise UsageError(f"key 'layers' in {where} must be a list of strings (ARNs, .zip paths or URLs)")
+        # Config values reach paths, messages and Dockerfiles: no control characters.
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and validate.CONTROL_RE.search(item):
+                raise UsageError(f"key {key!r} in {where} contains a control character: {validate.shown(item)}")
+        if key == "arch" and value not in validate.ARCHITECTURES:
+            raise UsageError(f"key 'arch' in {where} must be {' or '.join(validate.ARCHITECTURES)}, "
+                             f"not {validate.shown(value)}")
     return dict(table)
 
 

@@ -24,6 +24,9 @@ ATTEMPTS = 5
 POLL_SECONDS = 0.1
 QUEUE_CHUNKS = 4  # body chunks buffered between the network thread and the writer
 ZIP_MAGIC = b"PK"  # every zip starts with a local header (PK\3\4) or, empty, its end record (PK\5\6)
+# A download must average at least this many bytes a second (EXTPACK_MIN_RATE) beyond the
+# read timeout's grace, so a server trickling a byte a second cannot hold a fetch for days.
+DEFAULT_MIN_RATE = 100 * 1024
 
 
 def _float_env(name: str, default: float) -> float:
@@ -40,6 +43,11 @@ class Expected:
     sha256: str | None
     size: int | None
     max_size: int
+
+    @property
+    def byte_cap(self) -> int:
+        """No download is ever longer than this: the size announced, within the bound."""
+        return self.max_size if self.size is None else min(self.size, self.max_size)
 
 
 class _Retry(Exception):
@@ -65,7 +73,9 @@ def download(
     is answered once by a fresh URL from `refresh_url`. A body that is not a complete zip
     (an error page, a download cut short with no size to check it against) is a failed
     attempt, never a result. `on_progress` is also called with 0 while waiting: an
-    exception from it (a cancelled fetch) ends the download at once.
+    exception from it (a cancelled fetch) ends the download at once. Each attempt has a
+    deadline, twice the read timeout plus its byte cap at the minimum rate: an attempt that
+    misses it ends the download (a server that slow is not tried again).
     """
     import requests
 
@@ -85,7 +95,8 @@ def download(
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
             try:
-                return _fetch_once(session, url, fd, expected, timeout, layer, check)
+                attempt_check = _with_deadline(check, expected.byte_cap, 2 * timeout[1], host, layer)
+                return _fetch_once(session, url, fd, expected, timeout, layer, attempt_check)
             except _Expired:
                 if refresh_url is None or refreshed:
                     raise DownloadError(
@@ -105,6 +116,9 @@ def download(
                 last_problem = f"{host} stopped sending data (timed out)"
             except requests.exceptions.RequestException as exc:
                 last_problem = f"{type(exc).__name__} talking to {host}"
+            except ValueError:
+                # requests and urllib3 raise it for a Location that does not parse.
+                last_problem = f"{host} redirected to a malformed URL"
     raise DownloadError(f"download failed after {ATTEMPTS} attempts: {last_problem}; check the network and run again",
                         layer=layer)
 
@@ -121,7 +135,7 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
             raise _Retry(f"{host} answered HTTP {status}")
         if status != 200:
             raise DownloadError(f"download failed: {host} answered HTTP {status}", layer=layer)
-        limit = expected.size if expected.size is not None else expected.max_size
+        limit = expected.byte_cap
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise DownloadError(
@@ -159,6 +173,27 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
         # closed early without a Content-Length looks like success, so ask the zip itself.
         raise _Retry(f"the download from {host} is not a complete zip (cut short?)")
     return sha
+
+
+def _with_deadline(check: Callable[[int], None], cap: int, grace: float, host: str,
+                   layer: str) -> Callable[[int], None]:
+    """`check`, which also ends the download once this attempt has outlived its deadline."""
+    rate = _float_env("EXTPACK_MIN_RATE", DEFAULT_MIN_RATE)
+    allowed = grace + cap / rate if rate > 0 else float("inf")
+    started = time.monotonic()
+    received = 0
+
+    def checked(amount: int) -> None:
+        nonlocal received
+        check(amount)
+        received += amount
+        if time.monotonic() - started > allowed:
+            raise DownloadError(
+                f"the download from {host} is too slow: {received} bytes of {cap} in {allowed:.0f} s, its deadline "
+                f"({grace:.0f} s, then {rate:.0f} bytes/s): check the network, or lower EXTPACK_MIN_RATE",
+                layer=layer)
+
+    return checked
 
 
 def _not_a_zip(host, response) -> _Retry:

@@ -5,6 +5,20 @@ Messages are one line, name the layer when there is one, and say what to do next
 
 from __future__ import annotations
 
+import re
+
+from extpack.validate import CONTROL_RE
+
+# Text from data is shown on one line with nothing a terminal would act on (see
+# CONTROL_RE), so a layer or a server cannot print a fake line or an escape sequence.
+_WHITESPACE_RUN_RE = re.compile(r"\s+")
+
+
+def printable(text: str) -> str:
+    """`text` as one safe line: control characters escaped (\\n, \\x1b, \\u202e), whitespace collapsed."""
+    escaped = CONTROL_RE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+    return _WHITESPACE_RUN_RE.sub(" ", escaped)
+
 
 class ExtpackError(Exception):
     """Base class: an error with a user-facing message and an exit code."""
@@ -13,7 +27,8 @@ class ExtpackError(Exception):
 
     def __init__(self, message: str, *, layer: str | None = None) -> None:
         self.layer = layer
-        super().__init__(f"{layer}: {message}" if layer else message)
+        # Messages quote layer names, paths, link targets and servers' words: all data.
+        super().__init__(printable(f"{layer}: {message}" if layer else message))
 
 
 class UsageError(ExtpackError):

@@ -21,7 +21,7 @@ from pathlib import Path
 from extpack import stage as staging
 from extpack.cache import Cache, sha256_file
 from extpack.download import Expected, download
-from extpack.exceptions import DownloadError, DriftError, UsageError
+from extpack.exceptions import DownloadError, DriftError, LayerContentError, UsageError
 from extpack.lock import Lock, LockedLayer, read_lock
 from extpack.overlay import StageTree
 from extpack.resolve import LambdaResolver
@@ -223,7 +223,10 @@ class Fetcher:
         for source, pin in zip(sources, pins):
             if source.kind == "zip" and sha256_file(source.path) != pin.sha256:
                 return None
-        manifest = staging.read_manifest(self.options.stage_dir)
+        try:
+            manifest = staging.read_manifest(self.options.stage_dir)
+        except UsageError:  # a damaged manifest: the stage is rebuilt and replaced
+            return None
         if manifest is None or manifest.get("arch") != self.options.arch \
                 or manifest.get("max_layer_size") != self.options.max_layer_size:
             return None
@@ -369,7 +372,6 @@ class Fetcher:
     def _doctor(self, build_dir: Path, tree: StageTree, manifest: dict) -> list[str]:
         """doctor's checks on the new stage: errors stop the fetch, warnings are returned."""
         from extpack.doctor import ERROR, WARNING, diagnose
-        from extpack.exceptions import LayerContentError
         from extpack.rootfs import TreeView
 
         findings = diagnose(TreeView(build_dir, tree.nodes), self.options.arch, manifest)
@@ -434,7 +436,8 @@ class Fetcher:
         locked = LockedLayer(source.text, "arn", resolved.sha256, resolved.size, arn=resolved.arn,
                              version=resolved.version, architectures=resolved.architectures)
         blob, _, temporary = self._fetch_to_blob(
-            index, resolved.location, Expected(resolved.sha256, resolved.size, self.options.max_layer_size),
+            index, resolved.location,
+            Expected(resolved.sha256, resolved.size, _zip_size_bound(self.options.max_layer_size)),
             display=str(arn), refresh=lambda: self.resolver.resolve(pinned_source, self.options.arch).location,
         )
         return _Obtained(locked, blob, False, temporary)
@@ -450,6 +453,12 @@ class Fetcher:
     def _fetch_to_blob(self, index, url, expected: Expected, *, display: str, refresh=None) -> tuple[Path, str, bool]:
         if not url:
             raise DownloadError("the Lambda API returned no download location", layer=display)
+        if expected.size is not None and expected.size > expected.max_size:
+            # Refused before a byte is fetched: a zip this large cannot unpack within the limit.
+            raise LayerContentError(f"the layer zip is {expected.size} bytes, more than a layer within "
+                                    f"--max-layer-size {self.options.max_layer_size} can be ({expected.max_size} "
+                                    "bytes zipped): raise --max-layer-size if the layer is meant to be this big",
+                                    layer=display)
         if self.cache is not None:
             fd, temp = self.cache.new_temp()
         else:

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from .exceptions import LayerContentError, UsageError
 from .oci import MEDIA_CONFIG, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, Blob
+from .stage import checked_manifest
 
 DEFAULT_EPOCH = 0
 GZIP_LEVEL = 6
@@ -137,6 +138,7 @@ def read_stage(stage_dir: Path, arch: str | None = None) -> Stage:
         raise UsageError(f"{manifest_path} is unreadable ({e}): run extpack fetch again") from e
     if not isinstance(manifest, dict) or not isinstance(manifest.get("layers", []), list):
         raise UsageError(f"{manifest_path} is not an extpack stage manifest: run extpack fetch again")
+    checked_manifest(manifest, manifest_path)
     staged_arch = manifest.get("arch")
     want = normalize_arch(arch) if arch else None
     if staged_arch:

@@ -6,9 +6,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from extpack import validate
 from extpack.exceptions import UsageError
 
 LOCK_SCHEMA = "extpack.lock/v1"
+KINDS = ("arn", "zip", "url")
 
 
 @dataclass(frozen=True)
@@ -41,26 +43,60 @@ class Lock:
 
 
 def read_lock(path: Path) -> Lock | None:
+    """The lock at `path` (None if there is none), every field checked against its grammar.
+
+    The lock is edited in pull requests: its sha256 names a cache path, its ARNs reach
+    messages and Dockerfiles, so a value of the wrong shape stops here (exit 2).
+    """
     try:
         text = path.read_text()
     except FileNotFoundError:
         return None
     try:
         data = json.loads(text)
-        if data.get("schema") != LOCK_SCHEMA:
-            raise ValueError(f"schema {data.get('schema')!r} is not {LOCK_SCHEMA}")
-        layers = tuple(
-            LockedLayer(
-                source=item["source"],
-                kind=item["kind"],
-                sha256=item["sha256"],
-                size=int(item["size"]),
-                arn=item.get("arn"),
-                version=item.get("version"),
-                architectures=tuple(item.get("architectures") or ()),
-            )
-            for item in data["layers"]
-        )
-        return Lock(arch=data["arch"], layers=layers)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"lock file {path} is not valid ({exc}): restore it from version control or delete it") from None
+    except ValueError as exc:
+        raise UsageError(f"lock file {path} is not valid JSON ({exc}): restore it from version control or delete it") \
+            from None
+    try:
+        return _lock_from_json(data)
+    except validate.Invalid as exc:
+        raise UsageError(f"lock file {path}: field {exc}: restore it from version control or delete it") from None
+
+
+def _lock_from_json(data: object) -> Lock:
+    validate.mapping(data, "(top level)")
+    if data.get("schema") != LOCK_SCHEMA:
+        raise validate.Invalid("schema", f"is {validate.shown(data.get('schema'))}, not {LOCK_SCHEMA!r}")
+    arch = validate.architecture(data.get("arch"), "arch")
+    items = validate.sequence(data.get("layers"), "layers")
+    return Lock(arch=arch, layers=tuple(_locked_layer(item, f"layers[{i}]") for i, item in enumerate(items)))
+
+
+def _locked_layer(item: object, where: str) -> LockedLayer:
+    validate.mapping(item, where)
+    kind = validate.one_of(item.get("kind"), KINDS, f"{where}.kind")
+    source = validate.text(item.get("source"), f"{where}.source")
+    arn = validate.optional_layer_version_arn(item.get("arn"), f"{where}.arn")
+    version = validate.optional_version(item.get("version"), f"{where}.version")
+    if kind == "arn":
+        _check_pin(source, arn, version, where)
+    return LockedLayer(
+        source=source,
+        kind=kind,
+        sha256=validate.sha256_hex(item.get("sha256"), f"{where}.sha256"),
+        size=validate.count(item.get("size"), f"{where}.size"),
+        arn=arn,
+        version=version,
+        architectures=validate.architectures(item.get("architectures") or [], f"{where}.architectures"),
+    )
+
+
+def _check_pin(source: str, arn: str | None, version: int | None, where: str) -> None:
+    """An ARN source is pinned to a version of that same layer (of that version, if it names one)."""
+    wanted = validate.layer_arn_match(source, f"{where}.source")
+    if arn is None or version is None:
+        raise validate.Invalid(f"{where}.arn", "and .version are required for a layer ARN source")
+    if wanted["version"] is not None and int(wanted["version"]) != version:
+        raise validate.Invalid(f"{where}.version", f"is {version}, but the source names version {wanted['version']}")
+    if arn != f"{validate.layer_arn_of(wanted)}:{version}":
+        raise validate.Invalid(f"{where}.arn", f"is not version {version} of the source's layer: {validate.shown(arn)}")

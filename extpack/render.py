@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from extpack import validate
 from extpack import runtime_env
 from extpack.exceptions import DriftError, UsageError
 from extpack.shapes import Shapes, shapes_of
@@ -31,6 +32,8 @@ DEFAULT_HANDLERS = {"python": "app.handler", "nodejs": "index.handler"}
 PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 RIE_URL = "https://github.com/aws/aws-lambda-runtime-interface-emulator/releases/latest/download/aws-lambda-rie"
 ENTRY_SCRIPT = "extpack-entry.sh"
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BARE_ARGUMENT_BREAKERS = re.compile(r"""\s|["']|\\$|^$|^-""")
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ def render(options: RenderOptions) -> Rendered:
         "wrapper": options.wrapper,
         "layer_env": wrapping.layer_env,
     }
+    _refuse_unsafe_values(options, values)
     import jinja2
 
     try:
@@ -178,6 +182,50 @@ def _wrapping(options: RenderOptions, manifest: dict | None, base: str, rie: boo
     kind = runtime_env.base_kind(base, rie)
     needs_entry = options.wrapper is not None and kind is not runtime_env.BaseKind.MANAGED and bool(options.entrypoint)
     return _Wrapping(shapes, kind, runtime_env.layer_env(shapes, kind), needs_entry, manifest is not None)
+
+
+def _refuse_unsafe_values(options: RenderOptions, values: dict) -> None:
+    """Nothing that reaches the Dockerfile may change its instructions (exit 2 otherwise).
+
+    Every value must be one line (no control character: a newline starts a new
+    instruction, even inside the header's comments). A value written bare as one argument
+    (an image, a platform, a path, a stage name) also must not hold whitespace, which adds
+    arguments, a quote, which the parser pairs with a later one, start with '-', which makes
+    it a flag, or end in a backslash, which joins the next line to its instruction.
+    Manifest values were checked when it was read; config values when it was loaded.
+    """
+    one_line = [("--env", value) for _, value in options.env]
+    one_line += [("--entrypoint", part) for part in options.entrypoint]
+    one_line += [("--cmd" if options.cmd else "--handler", part) for part in values["cmd"]]
+    # Paths that the header names, or that the regenerate line quotes.
+    one_line += [("--lock", str(options.lock_path)), ("--stage-dir", str(options.stage_dir)),
+                 ("--output", options.output), ("--template", options.template),
+                 ("--context", str(options.context or ""))]
+    for label, value in one_line:
+        _refuse_control_character(label, value)
+    for name, _ in options.env:
+        if not _ENV_NAME_RE.fullmatch(name):
+            raise UsageError(f"bad --env name {validate.shown(name)}: use letters, digits and underscores, "
+                             "not starting with a digit")
+    arguments = [("--base", values["base"]), ("--platform", values["platform"]), ("--from-image", values["from_image"]),
+                 ("--app-dir", values["app_dir"]), ("--rie-binary", values["rie_binary"]),
+                 ("--wrapper", values["wrapper"]),
+                 ("--stage-dir (relative to --context)", values["opt_dir"]),
+                 ("--output (relative to --context)", values["entry_script"])]
+    arguments += [("--copy", part) for copy in options.copies for part in (copy.stage, copy.src, copy.dest)]
+    for label, value in arguments:
+        if value is not None and (validate.CONTROL_RE.search(value) or _BARE_ARGUMENT_BREAKERS.search(value)):
+            raise UsageError(f"{label} value {validate.shown(value)} cannot be written into a Dockerfile: it must be "
+                             "one word, not starting with '-', without whitespace, quotes, control characters or a "
+                             "trailing backslash")
+    # Last, so that a flag named above is named in the message: the header's regenerate line.
+    _refuse_control_character("the command line", values["command"])
+
+
+def _refuse_control_character(label: str, value: str) -> None:
+    if validate.CONTROL_RE.search(value):
+        raise UsageError(f"{label} value {validate.shown(value)} contains a control character: a value in a "
+                         "Dockerfile must be one line of text")
 
 
 def _template(name: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from extpack.exceptions import printable
 from extpack.fetch import FetchResult, Progress
 from extpack.lock import Lock
 
@@ -114,14 +115,14 @@ class TerminalProgress(Progress):
             self._bar.remove_task(self._tasks.pop(index))
 
     def info(self, message):
-        self._bar.console.print(message, markup=False, highlight=False)
+        self._bar.console.print(printable(message), markup=False, highlight=False)
 
 
 class LogProgress(Progress):
     """No bar off a terminal: just the notable events, one line each, on stderr."""
 
     def info(self, message):
-        print(message, file=sys.stderr)
+        print(printable(message), file=sys.stderr)
 
 
 def lock_changes(old: Lock | None, new: Lock) -> list[dict]:

@@ -7,10 +7,10 @@ importing boto3's resource layer and s3transfer (a third of the start-up cost).
 
 from __future__ import annotations
 
-import base64
 import threading
 from dataclasses import dataclass, field
 
+from extpack import validate
 from extpack.exceptions import AwsError, LayerContentError, UsageError
 from extpack.source import LayerArn, Source
 
@@ -69,26 +69,19 @@ class LambdaResolver:
         assert source.arn is not None and source.arn.version is not None
         arn = source.arn
         response = self._call(arn, "get_layer_version_by_arn", Arn=str(arn))
-        content = response.get("Content") or {}
-        if not content.get("Location") or not content.get("CodeSha256"):
-            raise AwsError("the Lambda API answered without the layer's content location and checksum: "
-                           "check --endpoint-url / AWS_ENDPOINT_URL_LAMBDA", layer=str(arn))
-        architectures = tuple(response.get("CompatibleArchitectures") or ())
+        try:
+            resolved = _checked_answer(response, source)
+        except validate.Invalid as exc:
+            raise AwsError(f"the Lambda API's answer is not valid: {exc}: check --endpoint-url / "
+                           "AWS_ENDPOINT_URL_LAMBDA", layer=str(arn)) from None
+        architectures = resolved.architectures
         if architectures and arch not in architectures:
             raise LayerContentError(
                 f"layer is built for {', '.join(architectures)}, not {arch}: "
                 f"use --arch {architectures[0]} or a layer version for {arch}",
                 layer=str(arn),
             )
-        return ResolvedLayer(
-            source=source,
-            arn=response.get("LayerVersionArn") or str(arn),
-            version=int(response.get("Version") or arn.version),
-            sha256=_b64_to_hex(content.get("CodeSha256"), str(arn)),
-            size=content.get("CodeSize"),
-            architectures=architectures,
-            location=content.get("Location"),
-        )
+        return resolved
 
     def newest_version(self, arn: LayerArn, arch: str) -> int:
         """The newest version compatible with `arch` (versions that declare none are compatible)."""
@@ -99,9 +92,12 @@ class LambdaResolver:
             for page in client.get_paginator("list_layer_versions").paginate(LayerName=arn.layer_arn):
                 for item in page.get("LayerVersions", []):
                     seen += 1
-                    declared = item.get("CompatibleArchitectures") or []
+                    version, declared = _listed_version(item, arn)
                     if not declared or arch in declared:
-                        best = max(best, int(item["Version"]))
+                        best = max(best, version)
+        except validate.Invalid as exc:
+            raise AwsError(f"the Lambda API's list of versions is not valid: {exc}: check --endpoint-url / "
+                           "AWS_ENDPOINT_URL_LAMBDA", layer=arn.layer_arn) from None
         except Exception as exc:  # botocore raises several unrelated types; _aws_error sorts them
             raise _aws_error(exc, arn.layer_arn) from exc
         if not seen:
@@ -118,13 +114,38 @@ class LambdaResolver:
             raise _aws_error(exc, str(arn)) from exc
 
 
-def _b64_to_hex(value: str | None, layer: str) -> str | None:
-    if not value:
-        return None
-    try:
-        return base64.b64decode(value, validate=True).hex()
-    except ValueError as exc:
-        raise AwsError(f"the API returned an unreadable CodeSha256 {value!r}", layer=layer) from exc
+def _checked_answer(response: dict, source: Source) -> ResolvedLayer:
+    """GetLayerVersionByArn's answer, each member checked: the version asked for, its size,
+    checksum, download URL and architectures; a lying or broken endpoint stops here."""
+    asked = source.arn
+    if response.get("LayerVersionArn") != str(asked):
+        raise validate.Invalid("LayerVersionArn", f"is not the version asked for ({asked}): "
+                                                  f"{validate.shown(response.get('LayerVersionArn'))}")
+    if validate.version(response.get("Version"), "Version") != asked.version:
+        raise validate.Invalid("Version", f"is {response['Version']}, not the version asked for ({asked.version})")
+    content = validate.mapping(response.get("Content"), "Content")
+    return ResolvedLayer(
+        source=source,
+        arn=str(asked),
+        version=asked.version,
+        sha256=validate.code_sha256(content.get("CodeSha256"), "Content.CodeSha256"),
+        size=validate.count(content.get("CodeSize"), "Content.CodeSize"),
+        architectures=validate.architectures(response.get("CompatibleArchitectures") or [],
+                                             "CompatibleArchitectures"),
+        location=validate.download_url(content.get("Location"), "Content.Location"),
+    )
+
+
+def _listed_version(item: object, layer: LayerArn) -> tuple[int, tuple[str, ...]]:
+    """One ListLayerVersions item: a version of the layer asked about, and its architectures."""
+    validate.mapping(item, "LayerVersions[]")
+    version = validate.version(item.get("Version"), "LayerVersions[].Version")
+    if item.get("LayerVersionArn") != f"{layer.layer_arn}:{version}":
+        raise validate.Invalid("LayerVersions[].LayerVersionArn", f"is not version {version} of the layer asked for: "
+                                                                  f"{validate.shown(item.get('LayerVersionArn'))}")
+    declared = validate.architectures(item.get("CompatibleArchitectures") or [],
+                                      "LayerVersions[].CompatibleArchitectures")
+    return version, declared
 
 
 _CODE_HINTS = {
@@ -164,4 +185,8 @@ def _aws_error(exc: Exception, layer: str) -> Exception:
         return AwsError("cannot reach the Lambda API: check the network, the region and --endpoint-url", layer=layer)
     if isinstance(exc, bx.BotoCoreError):
         return AwsError(f"AWS client error: {exc}", layer=layer)
+    if isinstance(exc, (ValueError, TypeError)):
+        # botocore's parser met a member of the wrong type (a Version of "one").
+        return AwsError(f"the Lambda API's answer is not valid ({exc}): check --endpoint-url / "
+                        "AWS_ENDPOINT_URL_LAMBDA", layer=layer)
     return exc

@@ -5,23 +5,12 @@ Validation happens here, before any network call: a malformed ARN is a usage err
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from extpack.exceptions import UsageError
-
-PARTITION_REGION_PREFIX = {"aws-cn": "cn-", "aws-us-gov": "us-gov-"}
-
-_ARN_RE = re.compile(
-    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):lambda:"
-    r"(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}):"
-    r"(?P<account>\d{12}):layer:"
-    r"(?P<name>[A-Za-z0-9_-]{1,140})"
-    r"(?::(?P<version>[1-9]\d{0,15}))?"
-)
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+from extpack.validate import Invalid, allowed_url, layer_arn_match
 
 
 @dataclass(frozen=True)
@@ -60,19 +49,12 @@ class Source:
 
 
 def parse_arn(text: str) -> LayerArn:
-    match = _ARN_RE.fullmatch(text)
-    if not match:
-        raise UsageError(
-            f"malformed layer ARN {text!r}: expected "
-            "arn:PARTITION:lambda:REGION:ACCOUNT:layer:NAME[:VERSION] (partition aws, aws-cn or aws-us-gov)"
-        )
-    partition, region = match["partition"], match["region"]
-    expected_prefix = PARTITION_REGION_PREFIX.get(partition)
-    in_other_partition = any(region.startswith(p) for p in PARTITION_REGION_PREFIX.values())
-    if (expected_prefix and not region.startswith(expected_prefix)) or (not expected_prefix and in_other_partition):
-        raise UsageError(f"malformed layer ARN {text!r}: region {region} is not in partition {partition}")
+    try:
+        match = layer_arn_match(text, "layer ARN")
+    except Invalid as exc:
+        raise UsageError(f"malformed layer ARN {text!r}: it {exc.problem}") from None
     version = int(match["version"]) if match["version"] else None
-    return LayerArn(partition, region, match["account"], match["name"], version)
+    return LayerArn(match["partition"], match["region"], match["account"], match["name"], version)
 
 
 def parse_source(text: str, *, base_dir: Path | None = None) -> Source:
@@ -93,7 +75,7 @@ def _parse_source(text: str, base_dir: Path | None) -> Source:
     if text.startswith("arn:"):
         return Source("arn", text, arn=parse_arn(text))
     if "://" in text:
-        return Source("url", text) if _is_allowed_url(text) else _bad_url(text)
+        return Source("url", text) if allowed_url(text) else _bad_url(text)
     path = Path(text).expanduser()
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
@@ -101,15 +83,6 @@ def _parse_source(text: str, base_dir: Path | None) -> Source:
         hint = " (a layer ARN starts with arn:)" if not text.endswith(".zip") else ""
         raise UsageError(f"layer source {text!r} is not an existing file{hint}")
     return Source("zip", text, path=path)
-
-
-def _is_allowed_url(text: str) -> bool:
-    parts = urlsplit(text)
-    parts.port  # raises ValueError on a malformed port, which parse_source reports
-    if parts.scheme == "https" and parts.hostname:
-        return True
-    # Plain http only to this machine: a local mirror or a test server, never across a network.
-    return parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
 
 
 def _bad_url(text: str) -> Source:

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from extpack import validate
 from extpack.atomic import discard, write_atomically
 from extpack.shapes import SHAPES_KEY, Entry, detect_in_manifest, detect_in_tree
+from extpack.exceptions import UsageError
 
 if TYPE_CHECKING:
     from extpack.overlay import StageTree
@@ -68,11 +70,24 @@ def manifest_json(tree: StageTree, arch: str, layers: list[LayerRecord], max_lay
 
 
 def read_manifest(stage_dir: Path) -> dict | None:
+    """The stage's manifest, None when there is none; exit 2 when a field has the wrong shape."""
+    path = stage_dir / MANIFEST_NAME
     try:
-        data = json.loads((stage_dir / MANIFEST_NAME).read_text())
+        data = json.loads(path.read_text())
     except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA else None
+    if not (isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA):
+        return None
+    return checked_manifest(data, path)
+
+
+def checked_manifest(data: object, path: Path) -> dict:
+    """A manifest sits in a work tree anyone may edit: its paths, ARNs and names reach file
+    operations, messages and Dockerfiles, so each is checked against its grammar."""
+    try:
+        return validate.manifest(data)
+    except validate.Invalid as exc:
+        raise UsageError(f"manifest {path}: field {exc}: run extpack fetch to rebuild the stage") from None
 
 
 def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50, contents: bool = False) -> list[str]:

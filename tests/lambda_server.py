@@ -64,7 +64,7 @@ API_OPERATIONS = frozenset(
 
 # Which faults make sense where.  Status faults answer with an error status; body
 # faults change how (or whether) the body arrives.
-API_FAULTS = frozenset({"429-throttle", "500", "503", "stall", "drop-mid-body", "html"})
+API_FAULTS = frozenset({"429-throttle", "500", "503", "stall", "drop-mid-body", "html", "error"})
 DOWNLOAD_FAULTS = frozenset(
     {
         "drop-mid-body",
@@ -77,11 +77,15 @@ DOWNLOAD_FAULTS = frozenset(
         "html",
         "oversize",
         "corrupt",
+        "trickle",
+        "redirect",
     }
 )
 # A HEAD has no body to break, so it consumes only faults that change the status line;
 # body faults stay queued for the GET that follows.
-_HEAD_FAULTS = frozenset({"500", "503", "403-expired", "html", "429-throttle", "stall"})
+_HEAD_FAULTS = frozenset({"500", "503", "403-expired", "html", "429-throttle", "stall", "redirect"})
+# Deletes a member from an answer (see LayerVersion.answer).
+OMIT = object()
 
 Target = Literal["api", "download"]
 ZipSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
@@ -132,6 +136,11 @@ class LayerVersion:
     # None = advertise the truth.  CodeSha256 is base64 of the raw digest, as AWS sends.
     advertised_sha256: str | None = None
     advertised_size: int | None = None
+    # A lying API: members replaced in (or, set to OMIT, removed from) the answers about
+    # this version; "Content.X" names a member of Content. `answer` is for
+    # GetLayerVersion(ByArn), `list_answer` for this version's item in ListLayerVersions.
+    answer: dict[str, Any] = field(default_factory=dict)
+    list_answer: dict[str, Any] = field(default_factory=dict)
 
     @property
     def layer_arn(self) -> str:
@@ -199,6 +208,10 @@ class Injection:
     layer: str | None
     remaining: int
     stall_seconds: float | None = None
+    # "error": the API's answer (status, x-amzn-ErrorType, message), as a hostile server words it.
+    error: tuple[int, str, str] | None = None
+    # "redirect": the Location header sent (any text, even a malformed URL).
+    location: str | None = None
 
 
 @dataclass
@@ -545,6 +558,8 @@ class FakeLambda:
         times: int = 1,
         *,
         stall_seconds: float | None = None,
+        error: tuple[int, str, str] | None = None,
+        location: str | None = None,
     ) -> Injection:
         """Queue ``fault`` for the next ``times`` matching requests.
 
@@ -563,8 +578,12 @@ class FakeLambda:
           html             200 text/html error page instead of the zip
           oversize         200 with the zip followed by >= 8 MiB more than CodeSize
           corrupt          200, right size, one byte flipped (checksum mismatch)
+          trickle          headers (full Content-Length) then one byte every
+                           ``stall_seconds`` (default 1 s) until stop()
+          redirect         302 to ``location``, sent as given (it may be malformed)
         API faults: 429-throttle (TooManyRequestsException), 500 / 503
-        (ServiceException), stall, drop-mid-body, html (as above, on the JSON).
+        (ServiceException), stall, drop-mid-body, html (as above, on the JSON), and
+        error: ``error=(status, code, message)`` answered as AWS answers errors.
         """
         if target is None:
             target = "api" if fault == "429-throttle" else "download"
@@ -573,7 +592,9 @@ class FakeLambda:
             raise ValueError(f"fault {fault!r} is not supported on target {target!r}")
         if times < 1:
             raise ValueError("times must be >= 1")
-        inj = Injection(fault, target, layer, times, stall_seconds)
+        if (fault == "error") != (error is not None) or (fault == "redirect") != (location is not None):
+            raise ValueError("error= goes with the 'error' fault, location= with 'redirect'")
+        inj = Injection(fault, target, layer, times, stall_seconds, error, location)
         with self._lock:
             self._injections.append(inj)
         return inj
@@ -761,6 +782,9 @@ class FakeLambda:
             fault = self._take_fault("api", subject, h.command)
             if fault is not None and fault.fault in ("429-throttle", "500", "503"):
                 raise _fault_api_error(fault.fault)
+            if fault is not None and fault.fault == "error":
+                status, code, message = fault.error
+                raise _ApiError(status, code, message)
             if fault is not None and fault.fault == "html":
                 # A proxy answering in place of the API.
                 response = _html_response()
@@ -948,10 +972,10 @@ class FakeLambda:
         return out
 
     def _list_item(self, lv: LayerVersion) -> dict[str, Any]:
-        return self._common_members(lv)
+        return _with_lies(self._common_members(lv), lv.list_answer)
 
     def _version_body(self, lv: LayerVersion, location: str) -> dict[str, Any]:
-        return {
+        return _with_lies({
             "Content": {
                 "Location": location,
                 "CodeSha256": lv.code_sha256,
@@ -959,7 +983,7 @@ class FakeLambda:
             },
             "LayerArn": lv.layer_arn,
             **self._common_members(lv),
-        }
+        }, lv.answer)
 
     def _mint(self, lv: LayerVersion) -> str:
         """A fresh presigned-style URL for ``lv``'s blob, shaped like Lambda's S3 links."""
@@ -1015,6 +1039,8 @@ class FakeLambda:
             )
         elif fault is not None and fault.fault in ("500", "503", "403-expired", "html"):
             response = _download_status_fault(fault.fault, self.url_ttl)
+        elif fault is not None and fault.fault == "redirect":
+            response = _Response(302, [("Location", fault.location)], b"")
         elif grant is None:
             response = _xml_response(
                 404, "NoSuchKey", "The specified key does not exist."
@@ -1093,6 +1119,9 @@ class FakeLambda:
         elif kind == "corrupt" and body:
             i = len(body) // 2
             send = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1 :]
+        elif kind == "trickle":
+            ending = "close"
+            stall = fault.stall_seconds if fault.stall_seconds is not None else 1.0
         elif kind == "stall":
             send, ending = b"", "close"
             stall = (
@@ -1116,11 +1145,15 @@ class FakeLambda:
             if kind == "stall":
                 self._stopping.wait(stall)
             view = memoryview(send)
-            for off in range(0, len(view), self.chunk_size):
+            step = 1 if kind == "trickle" else self.chunk_size
+            for off in range(0, len(view), step):
+                if kind == "trickle" and off:
+                    h.wfile.flush()
+                    self._stopping.wait(stall)
                 if self._stopping.is_set():
                     ending = "close"
                     break
-                h.wfile.write(view[off : off + self.chunk_size])
+                h.wfile.write(view[off : off + step])
         except (ConnectionError, TimeoutError):
             ending = "close"
         if ending != "keep":
@@ -1144,6 +1177,17 @@ class FakeLambda:
 
 
 # --------------------------------------------------------------------------- module helpers
+
+
+def _with_lies(body: dict[str, Any], lies: dict[str, Any]) -> dict[str, Any]:
+    for key, value in lies.items():
+        parent, _, member = key.rpartition(".")
+        target = body[parent] if parent else body
+        if value is OMIT:
+            target.pop(member, None)
+        else:
+            target[member] = value
+    return body
 
 
 def _first(query: dict[str, list[str]], key: str) -> str | None:
