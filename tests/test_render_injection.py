@@ -188,7 +188,10 @@ def _shape(text: str):
        value=st.text(HOSTILE_ALPHABET, min_size=0, max_size=12))
 def test_any_value_in_any_input_is_refused_or_leaves_the_instructions_as_they_are(stage_for_properties, template,
                                                                                   slot, value):
-    plain = rendering.render(_options(stage_for_properties, template, slot, "v"))
+    # An empty --base means "the template's default", an AWS base, where a plain non-AWS one
+    # rightly gets the layers' ENV lines: compare like with like.
+    plain_value = "" if slot == "base" and value == "" else "v"
+    plain = rendering.render(_options(stage_for_properties, template, slot, plain_value))
     try:
         rendered = rendering.render(_options(stage_for_properties, template, slot, value))
     except UsageError as refusal:
