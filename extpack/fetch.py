@@ -260,7 +260,10 @@ class Fetcher:
                 item = prepared.obtained
                 obtained.append(item)
                 display = item.locked.arn or source.display
-                added = tree.add(prepared.tree, index, name=display, link=prepared.linked)
+                added = tree.add(prepared.tree, index, name=display, link=prepared.linked,
+                                 inodes=getattr(prepared.tree, "inodes", None))
+                if added.linked:  # linking changed the files' ctime: record what they are now
+                    self.cache.record_links(item.locked.sha256, added.linked)
                 self.progress.layer_done(index)
                 result.layers.append(LayerSummary(index, item.locked, display, added.files, added.unzipped_size,
                                                   item.from_cache))
