@@ -129,6 +129,7 @@ class Fetcher:
         if not sources:
             raise UsageError("no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
                              "'layers' in extpack.toml")
+        staging.refuse_symlinked_stage(options.stage_dir)
         lock = read_lock(options.lock_path)
         if options.frozen:
             pins = self._frozen_pins(sources, lock)

@@ -97,6 +97,13 @@ def open_stage(stage_dir: Path) -> int:
         raise UsageError(f"{stage_dir} is not a stage directory: run extpack fetch first") from None
 
 
+def refuse_symlinked_stage(stage_dir: Path) -> None:
+    """fetch replaces a stage, never what a symlinked stage dir points to: refuse it up front."""
+    if stage_dir.is_symlink():
+        raise UsageError(f"{stage_dir} is a symlink: extpack does not write through links; give --stage-dir the "
+                         "directory itself (or remove the link)")
+
+
 def check_stage(stage_dir: Path) -> None:
     """Refuse, with a clear line, a stage dir or opt that is missing or a symlink."""
     stage_fd = open_stage(stage_dir)
