@@ -240,6 +240,26 @@ class Cache:
             return None
         return VerifiedTree(**tree.__dict__, inodes=inodes)
 
+    def current_stamps(self, sha256: str, linked: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        """The (inode, ctime) of files just linked, now: after the old stage went, for example.
+        A file that is no longer the inode that was linked is left out (hashed on next use)."""
+        stamps = {}
+        try:
+            opt_fd = nofollow.open_dir(self.tree_dir / sha256 / "opt")
+        except OSError:
+            return {}
+        try:
+            for path, (inode, _) in linked.items():
+                try:
+                    st = os.stat(path, dir_fd=opt_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_ino == inode:
+                    stamps[path] = (inode, st.st_ctime_ns)
+        finally:
+            os.close(opt_fd)
+        return stamps
+
     def record_links(self, sha256: str, stamps: dict[str, tuple[int, int]]) -> None:
         """After linking a tree's files into a stage (which changes their ctime): what they are now."""
         if stamps:

@@ -256,6 +256,7 @@ class Fetcher:
             tree.layer_names = [s.display for s in sources]
             result = FetchResult(options.stage_dir, options.lock_path, options.arch, [])
             records = []
+            linked: list[tuple[str, dict[str, tuple[int, int]]]] = []
             for index, (source, future) in enumerate(zip(sources, futures)):
                 prepared: _Prepared = future.result()
                 item = prepared.obtained
@@ -263,8 +264,8 @@ class Fetcher:
                 display = item.locked.arn or source.display
                 added = tree.add(prepared.tree, index, name=display, link=prepared.linked,
                                  inodes=getattr(prepared.tree, "inodes", None))
-                if added.linked:  # linking changed the files' ctime: record what they are now
-                    self.cache.record_links(item.locked.sha256, added.linked)
+                if added.linked:
+                    linked.append((item.locked.sha256, added.linked))
                 self.progress.layer_done(index)
                 result.layers.append(LayerSummary(index, item.locked, display, added.files, added.unzipped_size,
                                                   item.from_cache))
@@ -280,8 +281,11 @@ class Fetcher:
             new_lock = Lock(options.arch, tuple(item.locked for item in obtained))
             result.lock_changed = new_lock != lock
             # An unchanged lock is left alone, so Makefiles that depend on it stay satisfied.
+            replaced = options.stage_dir.exists()
             staging.commit(build_dir, options.stage_dir, options.lock_path,
                            new_lock.to_text() if result.lock_changed else None)
+            for sha256, stamps in linked:  # linking (and removing the old stage) moved the files' ctime
+                self.cache.record_links(sha256, self.cache.current_stamps(sha256, stamps) if replaced else stamps)
             result.files = len(manifest["files"])
             result.total_size = manifest["total_size"]
         except BaseException as exc:

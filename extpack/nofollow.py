@@ -14,7 +14,7 @@ import os
 import resource
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO put in a tree must not hang the reader.
@@ -75,8 +75,7 @@ def chmod(dir_fd: int, name: str, mode: int) -> None:
         os.close(fd)
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):  # a tuple: made once per entry of every walk, it must be cheap
     """One entry met by `walk`: `dir_fd` is its directory's descriptor, valid while it is yielded."""
 
     rel: str
