@@ -272,8 +272,7 @@ class Cache:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        if (self.tree_dir / sha256).is_dir():
-            discard(self.tree_dir / sha256)
+        discard(self.tree_dir / sha256)  # a tree, or a link where one should be (removed, not followed)
 
     def blobs(self) -> Iterator[CachedBlob]:
         if not self.blob_dir.is_dir():

@@ -151,7 +151,10 @@ def remove(path: str | os.PathLike) -> None:
     """Remove `path` and all below it, whatever modes its directories have; a symlink (at
     `path` or anywhere below) is removed, never followed. A missing path is not an error."""
     parent, name = os.path.split(os.path.abspath(path))
-    parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
     try:
         remove_entry(parent_fd, name)
     except FileNotFoundError:

@@ -22,7 +22,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import make_layers
 import pytest
 from make_layers import ZipBuilder, elf_header
 
