@@ -10,6 +10,7 @@ was unpacked with; otherwise it is removed and the layer unpacked again.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -203,9 +204,15 @@ class Cache:
         """Bytes in the blob's unpacked tree, None when it has none (not checked: for listings)."""
         folder = self.tree_dir / sha256
         try:
-            return LayerTree.from_json(folder / "opt", (folder / "index.json").read_text()).unzipped_size
+            folder_fd = nofollow.open_dir(folder)
+        except OSError:
+            return None
+        try:
+            return LayerTree.from_json(folder / "opt", _read_text(folder_fd, "index.json")).unzipped_size
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return None
+        finally:
+            os.close(folder_fd)
 
     def tree(self, sha256: str) -> VerifiedTree | None:
         """The unpacked tree of blob `sha256`, if there is one and it is intact.
@@ -223,20 +230,20 @@ class Cache:
             return None
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link or a file where the tree should be
-                discard(folder)
+                with contextlib.suppress(OSError):
+                    discard(folder)
             return None
         try:
             tree = LayerTree.from_json(folder / "opt", _read_text(folder_fd, "index.json"))
             stamps = _read_stamps(folder_fd)
             inodes = _verified_inodes(folder_fd, tree, stamps)
-        except OSError:  # no tree (or none we may read), or a link in it: unpack the blob instead
-            inodes = None
-        except (ValueError, KeyError, TypeError, IndexError):
+        except (OSError, ValueError, KeyError, TypeError, IndexError):  # a link in it, or not what we wrote
             inodes = None
         finally:
             os.close(folder_fd)
         if inodes is None:
-            discard(folder)
+            with contextlib.suppress(OSError):  # another user's tree, say: unpack the blob instead
+                discard(folder)
             return None
         return VerifiedTree(**tree.__dict__, inodes=inodes)
 

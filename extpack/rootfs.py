@@ -134,9 +134,16 @@ class ManifestView(StageView):
 
     def __init__(self, stage_dir: Path, manifest: dict) -> None:
         self.root = stage_dir
-        self._entries = {f"{OPT}/{f['path']}": Entry(f"{OPT}/{f['path']}", f["type"], int(f["mode"], 8), f["size"],
-                                                      f.get("target"))
+        self._entries = {f"{OPT}/{f['path']}": Entry(f"{OPT}/{f['path']}", f["type"], _octal(f.get("mode")),
+                                                      f["size"], f.get("target"))
                          for f in manifest.get("files", [])}
+
+
+def _octal(mode) -> int:
+    try:
+        return int(str(mode), 8)
+    except ValueError:
+        return 0
 
 
 def _kind(mode: int) -> str:

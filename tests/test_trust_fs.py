@@ -73,13 +73,14 @@ def _remove_what_pytest_cannot(tmp_path):
     """pytest removes old temporary dirs recursively: a 1,200-level tree would stop it with a
     RecursionError (and a non-root one cannot enter a 0000 directory). Removed here instead."""
     yield
-    pending = [tmp_path]
-    while pending:  # make every directory enterable and writable first
-        folder = pending.pop()
-        for entry in os.scandir(folder):
+    pending = [os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)]
+    while pending:  # make every directory enterable and writable first (names relative to fds: 4 KB paths)
+        fd = pending.pop()
+        for entry in list(os.scandir(fd)):
             if entry.is_dir(follow_symlinks=False):
-                os.chmod(entry.path, 0o700)
-                pending.append(Path(entry.path))
+                os.chmod(entry.name, 0o700, dir_fd=fd)
+                pending.append(os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd))
+        os.close(fd)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 20_000))
     try:
@@ -303,6 +304,7 @@ def test_an_extreme_layer_stages_checks_and_cleans_up(fake_lambda, run_extpack, 
     run_extpack("ls", check=0)
     run_extpack("doctor", check=0)
     run_extpack("image", "-o", "image-out", check=0)
+    one_error_line(run_extpack("doctor", "--oci", "image-out", check=6), "doctor found")  # no /bin/sh in it
     run_extpack("fetch", arn, "--stage-dir", "warm", "--lock", "warm.lock", check=0)  # from the cached tree
     assert snapshot(tmp_path / "warm" / "opt") == snapshot(stage / "opt")
     run_extpack("doctor", "--fix", check=0)
