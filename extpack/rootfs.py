@@ -18,7 +18,7 @@ from pathlib import Path
 
 from extpack import nofollow
 from extpack.exceptions import UsageError
-from extpack.stage import open_opt, open_stage
+from extpack.stage import open_stage_opt
 
 OPT = "opt"
 
@@ -82,11 +82,7 @@ class StageView(View):
 
     def open_opt(self) -> int:
         """A descriptor of the stage's opt (the caller closes it)."""
-        stage_fd = open_stage(self.root)
-        try:
-            return open_opt(self.root, stage_fd)
-        finally:
-            os.close(stage_fd)
+        return open_stage_opt(self.root)
 
     def entries(self) -> dict[str, Entry]:
         if self._entries is None:

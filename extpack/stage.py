@@ -106,9 +106,14 @@ def refuse_symlinked_stage(stage_dir: Path) -> None:
 
 def check_stage(stage_dir: Path) -> None:
     """Refuse, with a clear line, a stage dir or opt that is missing or a symlink."""
+    os.close(open_stage_opt(stage_dir))
+
+
+def open_stage_opt(stage_dir: Path) -> int:
+    """The descriptor of `<stage>/opt`, for a command that reads a stage (the caller closes it)."""
     stage_fd = open_stage(stage_dir)
     try:
-        os.close(open_opt(stage_dir, stage_fd))
+        return open_opt(stage_dir, stage_fd)
     finally:
         os.close(stage_fd)
 
@@ -259,11 +264,7 @@ def refresh_manifest(stage_dir: Path) -> None:
     manifest = read_manifest(stage_dir)
     if manifest is None:
         return
-    stage_fd = open_stage(stage_dir)
-    try:
-        opt_fd = open_opt(stage_dir, stage_fd)
-    finally:
-        os.close(stage_fd)
+    opt_fd = open_stage_opt(stage_dir)
     try:
         present = {item.rel: item.stat for item in nofollow.walk(opt_fd, on_error=lambda rel, exc: None)}
     finally:
