@@ -99,7 +99,9 @@ def _verified_inodes(folder_fd: int, tree: LayerTree, stamps: dict[str, list[int
             if not stat.S_ISREG(st.st_mode) or st.st_size != node.size or stat.S_IMODE(st.st_mode) != node.mode \
                     or int(st.st_mtime) != node.mtime:
                 return None
-            if stamps.get(item.rel) != [st.st_ino, st.st_ctime_ns] and sha256_fd(item.open()) != node.sha256:
+            stamp = stamps.get(item.rel)
+            if (stamp is None or stamp[0] != st.st_ino or stamp[1] != st.st_ctime_ns) \
+                    and sha256_fd(item.open()) != node.sha256:
                 return None
             inodes[item.rel] = st.st_ino
     finally:

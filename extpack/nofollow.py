@@ -98,53 +98,51 @@ def walk(root_fd: int, *, on_error=None) -> Iterator[Item]:
     """Every entry below `root_fd` (lstat'd, links never entered), each directory's entries
     before its subdirectories'. `on_error(rel, exc)` is called for a directory that cannot be
     opened or listed (then skipped); without it the OSError is raised."""
-    stack: list[tuple[int, str, Iterator[str]]] = []
+    stack: list[tuple[int, str, Iterator[str]]] = []  # the open directories above the current one
+    fd, prefix = root_fd, ""
     try:
-        subdirs = yield from _list(root_fd, "", on_error)
-        stack.append((root_fd, "", iter(subdirs)))
-        while stack:
-            fd, prefix, pending = stack[-1]
-            name = next(pending, None)
-            if name is None:
-                stack.pop()
-                if fd != root_fd:
-                    os.close(fd)
-                continue
-            rel = prefix + name
+        while True:
+            subdirs = []
             try:
-                child = open_dir(name, fd)
+                with os.scandir(fd) as entries:
+                    listed = [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
             except OSError as exc:
                 if on_error is None:
                     raise
-                on_error(rel, exc)
-                continue
-            if len(stack) > _DEEP:
-                _make_room_for_descriptors()
-            stack.append((child, rel + "/", iter(())))
-            subdirs = yield from _list(child, rel + "/", on_error)
-            stack[-1] = (child, rel + "/", iter(subdirs))
+                on_error(prefix[:-1], exc)
+                listed = []
+            for name, st in listed:
+                yield Item(prefix + name, name, fd, st)
+                if stat.S_ISDIR(st.st_mode):
+                    subdirs.append(name)
+            stack.append((fd, prefix, iter(subdirs)))
+            fd = -1
+            while fd == -1 and stack:  # the next subdirectory to list, depth first
+                parent_fd, parent_prefix, pending = stack[-1]
+                name = next(pending, None)
+                if name is None:
+                    stack.pop()
+                    if parent_fd != root_fd:
+                        os.close(parent_fd)
+                    continue
+                try:
+                    fd = open_dir(name, parent_fd)
+                except OSError as exc:
+                    if on_error is None:
+                        raise
+                    on_error(parent_prefix + name, exc)
+                    continue
+                prefix = parent_prefix + name + "/"
+                if len(stack) > _DEEP:
+                    _make_room_for_descriptors()
+            if fd == -1:
+                return
     finally:
-        for fd, _, _ in stack:
-            if fd != root_fd:
-                os.close(fd)
-
-
-def _list(fd: int, prefix: str, on_error) -> Iterator[Item]:
-    """Yield a directory's entries; returns the names of its subdirectories."""
-    subdirs = []
-    try:
-        with os.scandir(fd) as entries:
-            listed = [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
-    except OSError as exc:
-        if on_error is None:
-            raise
-        on_error(prefix.rstrip("/"), exc)
-        return subdirs
-    for name, st in listed:
-        yield Item(prefix + name, name, fd, st)
-        if stat.S_ISDIR(st.st_mode):
-            subdirs.append(name)
-    return subdirs
+        if fd not in (-1, root_fd):
+            os.close(fd)
+        for parent_fd, _, _ in stack:
+            if parent_fd != root_fd:
+                os.close(parent_fd)
 
 
 def remove(path: str | os.PathLike) -> None:
