@@ -4,9 +4,10 @@ and remove a tree whatever modes it holds."""
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
+
+from extpack import nofollow
 
 
 def write_atomically(path: Path, data: str | bytes, *, mode: int = 0o644) -> None:
@@ -23,9 +24,5 @@ def write_atomically(path: Path, data: str | bytes, *, mode: int = 0o644) -> Non
 
 
 def discard(path: Path) -> None:
-    """Remove a tree, even one holding read-only directories."""
-    def make_writable_and_retry(function, failed_path, _exc):
-        os.chmod(os.path.dirname(failed_path), 0o700)
-        function(failed_path)
-
-    shutil.rmtree(path, onerror=make_writable_and_retry)
+    """Remove a tree, even one holding read-only directories, never following a link in it."""
+    nofollow.remove(path)

@@ -10,16 +10,20 @@ was unpacked with; otherwise it is removed and the layer unpacked again.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import json
 import os
 import stat
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from extpack.atomic import discard
+from extpack import nofollow
+from extpack.atomic import discard, write_atomically
 from extpack.unpack import LayerTree
 
 HASH_CHUNK = 1 << 20
@@ -35,16 +39,76 @@ def default_cache_dir() -> Path:
 
 
 def _stat_stamp(path: Path) -> str:
-    st = os.stat(path)
+    st = os.lstat(path)
     return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def sha256_file(path: Path) -> str:
+    return sha256_fd(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+
+
+def sha256_fd(fd: int) -> str:
+    """The sha256 of what `fd` reads (it is closed)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(fd, "rb") as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+STAMPS_NAME = "stamps.json"
+
+
+@dataclass
+class VerifiedTree(LayerTree):
+    """A cached tree that passed `Cache.tree`'s checks, with the inode each file had then."""
+
+    inodes: dict[str, int] = field(default_factory=dict)
+
+
+def _read_text(dir_fd: int, name: str) -> str:
+    with open(os.open(name, nofollow.FILE_FLAGS, dir_fd=dir_fd), "rb") as handle:
+        return handle.read().decode()
+
+
+def _read_stamps(folder_fd: int) -> dict[str, list[int]]:
+    try:
+        stamps = json.loads(_read_text(folder_fd, STAMPS_NAME))
+    except FileNotFoundError:
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def _verified_inodes(folder_fd: int, tree: LayerTree, stamps: dict[str, list[int]]) -> dict[str, int] | None:
+    """path -> inode of every file when the tree on disk is what `tree` says, else None."""
+    opt_fd = nofollow.open_dir("opt", folder_fd)
+    inodes: dict[str, int] = {}
+    directories = 0
+    try:
+        for item in nofollow.walk(opt_fd):
+            node = tree.nodes.get(item.rel)
+            if node is None or node.type == "symlink":
+                continue  # never linked: a stage makes its symlinks anew
+            st = item.stat
+            if node.type == "dir":
+                if not stat.S_ISDIR(st.st_mode):
+                    return None
+                directories += 1
+                continue
+            # A write through a stage's hard link changes the mtime; a chmod, the mode.
+            if not stat.S_ISREG(st.st_mode) or st.st_size != node.size or stat.S_IMODE(st.st_mode) != node.mode \
+                    or int(st.st_mtime) != node.mtime:
+                return None
+            stamp = stamps.get(item.rel)
+            if (stamp is None or stamp[0] != st.st_ino or stamp[1] != st.st_ctime_ns) \
+                    and sha256_fd(item.open()) != node.sha256:
+                return None
+            inodes[item.rel] = st.st_ino
+    finally:
+        os.close(opt_fd)
+    expected = sum(1 for node in tree.nodes.values() if node.type == "file")
+    expected_dirs = sum(1 for node in tree.nodes.values() if node.type == "dir")
+    return inodes if len(inodes) == expected and directories == expected_dirs else None
 
 
 @dataclass(frozen=True)
@@ -70,7 +134,10 @@ class Cache:
 
     def lookup(self, sha256: str) -> Path | None:
         path = self.blob_path(sha256)
-        return path if path.is_file() else None
+        try:
+            return path if stat.S_ISREG(os.lstat(path).st_mode) else None  # a link is not a blob
+        except OSError:
+            return None
 
     def new_temp(self) -> tuple[int, Path]:
         """An open temporary file on the cache's filesystem, for a download in progress."""
@@ -96,14 +163,15 @@ class Cache:
                 return True
         except (FileNotFoundError, ValueError):
             pass
-        if sha256_file(path) != sha256:
+        try:
+            if sha256_fd(os.open(path, nofollow.FILE_FLAGS)) != sha256:
+                return False
+        except OSError:  # a link (or unreadable): not a blob
             return False
         self._stamp(sha256)
         return True
 
     def _stamp(self, sha256: str) -> None:
-        from extpack.atomic import write_atomically
-
         write_atomically(self.stamp_dir / sha256, _stat_stamp(self.blob_path(sha256)))
 
     def touch(self, sha256: str) -> None:
@@ -138,33 +206,74 @@ class Cache:
         """Bytes in the blob's unpacked tree, None when it has none (not checked: for listings)."""
         folder = self.tree_dir / sha256
         try:
-            return LayerTree.from_json(folder / "opt", (folder / "index.json").read_text()).unzipped_size
+            folder_fd = nofollow.open_dir(folder)
+        except OSError:
+            return None
+        try:
+            return LayerTree.from_json(folder / "opt", _read_text(folder_fd, "index.json")).unzipped_size
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return None
+        finally:
+            os.close(folder_fd)
 
-    def tree(self, sha256: str) -> LayerTree | None:
-        """The unpacked tree of blob `sha256`, if there is one and it is intact."""
+    def tree(self, sha256: str) -> VerifiedTree | None:
+        """The unpacked tree of blob `sha256`, if there is one and it is intact.
+
+        Intact means: every directory is a directory (not a link), and every file has the
+        size, mode and mtime it was unpacked with and either the inode and ctime recorded
+        when it was last linked (a write, even one that sets the mtime back, changes the
+        ctime) or, when those moved (a stage linking it was removed, the cache was copied),
+        the sha256 it was unpacked with. Anything else: the tree is removed, and the layer
+        is unpacked again from its verified zip."""
         folder = self.tree_dir / sha256
         try:
-            tree = LayerTree.from_json(folder / "opt", (folder / "index.json").read_text())
-        except OSError:  # no tree (or none we may read): unpack the blob instead
+            folder_fd = nofollow.open_dir(folder)
+        except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError, IndexError):
-            discard(folder)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link or a file where the tree should be
+                with contextlib.suppress(OSError):
+                    discard(folder)
             return None
-        root = str(tree.root) + "/"
         try:
-            for path, node in tree.nodes.items():
-                if node.type == "file":
-                    st = os.lstat(root + path)
-                    # A write through a stage's hard link changes the mtime; a chmod, the mode.
-                    if not stat.S_ISREG(st.st_mode) or st.st_size != node.size \
-                            or stat.S_IMODE(st.st_mode) != node.mode or int(st.st_mtime) != node.mtime:
-                        raise FileNotFoundError(path)
-        except OSError:
-            discard(folder)
+            tree = LayerTree.from_json(folder / "opt", _read_text(folder_fd, "index.json"))
+            stamps = _read_stamps(folder_fd)
+            inodes = _verified_inodes(folder_fd, tree, stamps)
+        except (OSError, ValueError, KeyError, TypeError, IndexError):  # a link in it, or not what we wrote
+            inodes = None
+        finally:
+            os.close(folder_fd)
+        if inodes is None:
+            with contextlib.suppress(OSError):  # another user's tree, say: unpack the blob instead
+                discard(folder)
             return None
-        return tree
+        return VerifiedTree(**tree.__dict__, inodes=inodes)
+
+    def current_stamps(self, sha256: str, linked: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        """The (inode, ctime) of files just linked, now: after the old stage went, for example.
+        A file that is no longer the inode that was linked is left out (hashed on next use)."""
+        stamps = {}
+        try:
+            opt_fd = nofollow.open_dir(self.tree_dir / sha256 / "opt")
+        except OSError:
+            return {}
+        try:
+            for path, (inode, _) in linked.items():
+                try:
+                    st = os.stat(path, dir_fd=opt_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_ino == inode:
+                    stamps[path] = (inode, st.st_ctime_ns)
+        finally:
+            os.close(opt_fd)
+        return stamps
+
+    def record_links(self, sha256: str, stamps: dict[str, tuple[int, int]]) -> None:
+        """After linking a tree's files into a stage (which changes their ctime): what they are now."""
+        if stamps:
+            write_atomically(self.tree_dir / sha256 / STAMPS_NAME,
+                             json.dumps(stamps, separators=(",", ":")), mode=0o600)
 
     def evict(self, sha256: str) -> None:
         for path in (self.blob_path(sha256), self.stamp_dir / sha256):
@@ -172,8 +281,7 @@ class Cache:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        if (self.tree_dir / sha256).is_dir():
-            discard(self.tree_dir / sha256)
+        discard(self.tree_dir / sha256)  # a tree, or a link where one should be (removed, not followed)
 
     def blobs(self) -> Iterator[CachedBlob]:
         if not self.blob_dir.is_dir():

@@ -7,8 +7,15 @@ builds: errors stop it, warnings are printed.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import posixpath
+import secrets
+import shutil
+import stat
 from dataclasses import asdict, dataclass
+
+from extpack import nofollow
 
 from extpack.elf import ELF_MAGIC, HEADER_BYTES, elf_arch, elf_interpreter
 from extpack.rootfs import Entry, View
@@ -197,45 +204,80 @@ def _layer_extensions(manifest: dict, layer: dict) -> list[dict]:
 
 
 def fix(stage_view, findings: list[Finding]) -> list[str]:
-    """Apply the safe mechanical fixes on a stage; returns what was done."""
-    import os
-    import shutil
+    """Apply the safe mechanical fixes on a stage; returns what was done.
 
+    Every change is made through descriptors of the stage's own directories: a symlink in the
+    stage (or a symlinked opt) is never followed, so nothing outside the stage is touched."""
     done = []
-    for finding in findings:
-        full = stage_view.root / finding.path if finding.path else None
-        if finding.code == "junk-extension":
-            shutil.rmtree(full) if full.is_dir() and not full.is_symlink() else os.unlink(full)
-            done.append(f"removed /{finding.path}")
-        elif finding.code in ("not-readable", "extension-not-for-others"):
-            mode = os.stat(full).st_mode & 0o7777  # through a link: the target is what must be readable
-            extra = 0o555 if (os.path.isdir(full) or mode & 0o100) else 0o444
-            _unshare(full)
-            os.chmod(full, mode | extra)
-            done.append(f"chmod {mode | extra:04o} /{finding.path}")
+    opt_fd = stage_view.open_opt()
+    try:
+        for finding in findings:
+            if not (finding.path or "").startswith("opt/"):
+                continue
+            if finding.code == "junk-extension":
+                _in_stage(opt_fd, finding.path, nofollow.remove_entry)
+                done.append(f"removed /{finding.path}")
+            elif finding.code in ("not-readable", "extension-not-for-others"):
+                # Through a link, the target is what must be readable: when it is in the stage.
+                final_path, final = stage_view.resolve(finding.path)
+                if final is None or not final_path.startswith("opt/"):
+                    continue
+                mode = _in_stage(opt_fd, final_path, _add_read_bits)
+                if mode is not None:
+                    done.append(f"chmod {mode:04o} /{finding.path}")
+    finally:
+        os.close(opt_fd)
     return done
 
 
-def _unshare(path) -> None:
-    """Give a hard-linked file (a stage shares its files with the cache's trees) its own copy,
-    so a chmod changes the stage only."""
-    import os
-    import shutil
-    import tempfile
-
-    real = os.path.realpath(path)
-    st = os.stat(real)
-    if not os.path.isfile(real) or st.st_nlink < 2:
-        return
-    fd, temp = tempfile.mkstemp(prefix=".extpack-", dir=os.path.dirname(real))
+def _in_stage(opt_fd: int, path: str, action):
+    """action(directory descriptor, name) for `path` ("opt/..."), reached without following links."""
+    parent_fd, name = nofollow.open_parent(opt_fd, path[len("opt/"):])
     try:
-        with open(real, "rb") as source, os.fdopen(fd, "wb") as copy:
-            shutil.copyfileobj(source, copy)
-        shutil.copystat(real, temp)
-        os.replace(temp, real)
+        return action(parent_fd, name)
+    finally:
+        if parent_fd != opt_fd:
+            os.close(parent_fd)
+
+
+def _add_read_bits(dir_fd: int, name: str) -> int | None:
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    mode |= 0o555 if stat.S_ISDIR(st.st_mode) or mode & 0o100 else 0o444
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        _unshare(dir_fd, name, st)
+    nofollow.chmod(dir_fd, name, mode)
+    return mode
+
+
+def _unshare(dir_fd: int, name: str, st: os.stat_result) -> None:
+    """Give a hard-linked file (a stage shares its files with the cache's trees) its own copy,
+    so a chmod changes the stage only. A file its owner cannot read is left shared: the
+    cache then sees the new mode and drops that tree."""
+    try:
+        source = os.open(name, nofollow.FILE_FLAGS, dir_fd=dir_fd)
+    except PermissionError:
+        return
+    temp = f".extpack-{secrets.token_hex(8)}"
+    try:
+        copy = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                       dir_fd=dir_fd)
+        try:
+            with open(source, "rb", closefd=False) as reader, open(copy, "wb", closefd=False) as writer:
+                shutil.copyfileobj(reader, writer)
+            os.fchmod(copy, stat.S_IMODE(st.st_mode))
+            os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(copy)
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        os.unlink(temp)
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
         raise
+    finally:
+        os.close(source)
 
 
 def doctor_json(findings: list[Finding], target: str) -> dict:

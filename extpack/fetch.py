@@ -137,6 +137,7 @@ class Fetcher:
         if not sources:
             raise UsageError("no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
                              "'layers' in extpack.toml")
+        staging.refuse_symlinked_stage(options.stage_dir)
         lock = read_lock(options.lock_path)
         if options.frozen:
             pins = self._frozen_pins(sources, lock)
@@ -271,12 +272,16 @@ class Fetcher:
             tree.layer_names = [s.display for s in sources]
             result = FetchResult(options.stage_dir, options.lock_path, options.arch, [])
             records = []
+            linked: list[tuple[str, dict[str, tuple[int, int]]]] = []
             for index, (source, future) in enumerate(zip(sources, futures)):
                 prepared: _Prepared = future.result()
                 item = prepared.obtained
                 obtained.append(item)
                 display = item.locked.arn or source.display
-                added = tree.add(prepared.tree, index, name=display, link=prepared.linked)
+                added = tree.add(prepared.tree, index, name=display, link=prepared.linked,
+                                 inodes=getattr(prepared.tree, "inodes", None))
+                if added.linked:
+                    linked.append((item.locked.sha256, added.linked))
                 self.progress.layer_done(index)
                 result.layers.append(LayerSummary(index, item.locked, display, added.files, added.unzipped_size,
                                                   item.from_cache))
@@ -292,8 +297,11 @@ class Fetcher:
             new_lock = Lock(options.arch, tuple(item.locked for item in obtained))
             result.lock_changed = new_lock != lock
             # An unchanged lock is left alone, so Makefiles that depend on it stay satisfied.
+            replaced = options.stage_dir.exists()
             staging.commit(build_dir, options.stage_dir, options.lock_path,
                            new_lock.to_text() if result.lock_changed else None)
+            for sha256, stamps in linked:  # linking (and removing the old stage) moved the files' ctime
+                self.cache.record_links(sha256, self.cache.current_stamps(sha256, stamps) if replaced else stamps)
             result.files = len(manifest["files"])
             result.total_size = manifest["total_size"]
             result.wrappers = wrapper_hints(shapes_of(manifest, options.stage_dir))

@@ -24,7 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from . import nofollow
 from .exceptions import LayerContentError, UsageError
+from .stage import check_stage
 from .oci import MEDIA_CONFIG, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, Blob
 from .stage import checked_manifest
 
@@ -130,7 +132,8 @@ def resolve_epoch(source_date_epoch: int | None = None) -> int:
 def read_stage(stage_dir: Path, arch: str | None = None) -> Stage:
     root = Path(stage_dir)
     manifest_path = root / "manifest.json"
-    if not (root / "opt").is_dir() or not manifest_path.is_file():
+    check_stage(root)  # a symlinked stage dir or opt is refused, not followed
+    if not manifest_path.is_file() or manifest_path.is_symlink():
         raise UsageError(f"no stage at {root}: run extpack fetch first")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -189,18 +192,38 @@ class _HashingWriter:
         return "sha256:" + self.sha.hexdigest()
 
 
-def _walk_sorted(opt: Path) -> list[str]:
-    """Every path under opt/, relative, sorted by bytes (parents sort before children)."""
-    def fail(err: OSError) -> None:  # os.walk would otherwise skip an unreadable directory silently
-        raise LayerContentError(f"cannot read the stage: {err}: check its permissions or run extpack fetch again")
+@dataclass(frozen=True)
+class _Staged:
+    rel: str
+    stat: os.stat_result
+    target: str | None  # a symlink's
 
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(opt, onerror=fail, followlinks=False):
-        rel = os.path.relpath(dirpath, opt)
-        prefix = "" if rel == "." else rel + "/"
-        found.extend(prefix + n for n in dirnames)  # symlinks to dirs are listed here, not followed
-        found.extend(prefix + n for n in filenames)
-    return sorted(found, key=os.fsencode)
+
+def _walk_sorted(opt_fd: int) -> list[_Staged]:
+    """Every path under opt/, relative, sorted by bytes (parents sort before children);
+    iterative and through descriptors, so no link is followed and no depth is too deep."""
+    def fail(rel: str, err: OSError) -> None:  # never skip an unreadable directory silently
+        raise LayerContentError(f"cannot read the stage: opt/{rel}: {err.strerror}: check its permissions or run "
+                                "extpack fetch again")
+
+    found = [_Staged(item.rel, item.stat, item.readlink() if stat.S_ISLNK(item.stat.st_mode) else None)
+             for item in nofollow.walk(opt_fd, on_error=fail)]
+    return sorted(found, key=lambda staged: os.fsencode(staged.rel))
+
+
+def _open_staged(opt_fd: int, staged: _Staged) -> int:
+    """Open a walked file; it must still be the very inode the walk saw (no link swapped in on the way)."""
+    try:
+        fd = os.open(staged.rel, nofollow.FILE_FLAGS, dir_fd=opt_fd)
+    except OSError as err:
+        raise LayerContentError(f"cannot read staged file opt/{staged.rel}: {err.strerror}: run extpack fetch "
+                                "again") from None
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != (staged.stat.st_dev, staged.stat.st_ino):
+        os.close(fd)
+        raise LayerContentError(f"staged file opt/{staged.rel} changed while the image was built: run extpack "
+                                "fetch again")
+    return fd
 
 
 def _tarinfo(name: str, epoch: int) -> tarfile.TarInfo:
@@ -214,16 +237,23 @@ def _header(info: tarfile.TarInfo) -> bytes:
 
 
 def _write_layer_tar(opt: Path, out: _HashingWriter, epoch: int) -> None:
+    opt_fd = nofollow.open_dir(opt)
+    try:
+        _write_entries(opt_fd, out, epoch)
+    finally:
+        os.close(opt_fd)
+
+
+def _write_entries(opt_fd: int, out: _HashingWriter, epoch: int) -> None:
     root = _tarinfo("opt", epoch)
     root.type, root.mode = tarfile.DIRTYPE, 0o755  # the stage dir's own mode is an artefact of how it was made
     out.write(_header(root))
-    for rel in _walk_sorted(opt):
+    for staged in _walk_sorted(opt_fd):
+        rel, st = staged.rel, staged.stat
         if any(part.startswith(".wh.") for part in rel.split("/")):
             raise LayerContentError(
                 f"staged file opt/{rel} would be read as an OCI whiteout (.wh. prefix): remove it from the layer"
             )
-        path = opt / rel
-        st = path.lstat()
         info = _tarinfo("opt/" + rel, epoch)
         # setuid/setgid are dropped, as fetch drops them; the rest of the mode is kept as staged
         mode = stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID)
@@ -231,10 +261,10 @@ def _write_layer_tar(opt: Path, out: _HashingWriter, epoch: int) -> None:
             info.type, info.mode = tarfile.DIRTYPE, mode
             out.write(_header(info))
         elif stat.S_ISLNK(st.st_mode):
-            info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, os.readlink(path)
+            info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, staged.target
             out.write(_header(info))
         elif stat.S_ISREG(st.st_mode):
-            with open(path, "rb") as f:
+            with open(_open_staged(opt_fd, staged), "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 info.type, info.mode, info.size = tarfile.REGTYPE, mode, size
                 out.write(_header(info))

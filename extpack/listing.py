@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extpack.elf import HEADER_BYTES, elf_arch
-from extpack.exceptions import UsageError
+from extpack.exceptions import ExtpackError, UsageError
+from extpack.rootfs import ManifestView
 from extpack.shapes import Shapes
-from extpack.stage import EXTENSIONS_DIR, read_manifest
+from extpack.stage import EXTENSIONS_DIR, check_stage, read_manifest
 
 LS_SCHEMA = "extpack.ls/v1"
 
@@ -23,24 +24,29 @@ class Extension:
 
 
 def staged(stage_dir: Path) -> tuple[dict, list[Extension]]:
+    check_stage(stage_dir)
     manifest = read_manifest(stage_dir)
     if manifest is None:
         raise UsageError(f"no stage at {stage_dir}: run extpack fetch first")
+    view = ManifestView(stage_dir, manifest)
     extensions = []
     for entry in manifest["files"]:
         parent, _, name = entry["path"].rpartition("/")
         if parent != EXTENSIONS_DIR:
             continue
-        extensions.append(Extension(name, entry["type"], _cpu(stage_dir / "opt" / entry["path"]), entry["size"],
+        extensions.append(Extension(name, entry["type"], _cpu(view, entry["path"]), entry["size"],
                                     entry["target"]))
     return manifest, extensions
 
 
-def _cpu(path: Path) -> str:
+def _cpu(view: ManifestView, path: str) -> str:
+    # Through a link to what Lambda would run, resolved inside the stage, never followed on disk.
+    final_path, final = view.resolve(f"opt/{path}")
+    if final is None or final.type != "file" or not final_path.startswith("opt/"):
+        return "-"
     try:
-        with open(path, "rb") as handle:  # follows a symlink to what Lambda would run
-            head = handle.read(HEADER_BYTES)
-    except OSError:
+        head = view.read(final_path, 0, HEADER_BYTES)
+    except ExtpackError:
         return "-"
     if head.startswith(b"#!"):
         return "script"

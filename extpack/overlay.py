@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from extpack import nofollow
 from extpack.exceptions import LayerContentError
 from extpack.unpack import LayerTree, Node
 
@@ -29,53 +30,76 @@ class LayerResult:
     files: int = 0
     unzipped_size: int = 0
     overrides: list[Override] = field(default_factory=list)
+    linked: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (inode, ctime_ns) once linked
 
 
 class StageTree:
-    """The `opt` directory being built, with an in-memory index of every path in it."""
+    """The `opt` directory being built, with an in-memory index of every path in it.
+
+    Every operation is relative to the descriptors of `opt` and of the layer's tree, so a
+    path counts from there (however deep the stage lives) and no symlink above it matters."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.nodes: dict[str, Node] = {}
         self.layer_names: list[str] = []
         root.mkdir(parents=True, exist_ok=True)
+        self.fd = nofollow.open_dir(root)
 
-    def add(self, layer: LayerTree, index: int, *, name: str, link: bool) -> LayerResult:
+    def add(self, layer: LayerTree, index: int, *, name: str, link: bool,
+            inodes: dict[str, int] | None = None) -> LayerResult:
         """Place `layer` over what is staged. `link`: hard-link its files (the tree is kept);
-        otherwise they are moved out of it."""
+        otherwise they are moved out of it. `inodes`: what each linked file must be (a cached
+        tree's, as verified): a file swapped since is refused, not staged."""
         paths = sorted(layer.nodes)  # parents sort before their children
         self._check(layer, paths, name)
-        place = os.link if link else os.rename
-        source, dest = f"{layer.root}/", f"{self.root}/"  # string joins: cheaper than pathlib per entry
+        source_fd = nofollow.open_dir(layer.root)
+        try:
+            return self._place(layer, paths, index, name, link, source_fd, inodes)
+        finally:
+            os.close(source_fd)
+
+    def _place(self, layer: LayerTree, paths: list[str], index: int, name: str, link: bool, source_fd: int,
+               inodes: dict[str, int] | None) -> LayerResult:
+        dest_fd = self.fd
         result = LayerResult(layer.files, layer.unzipped_size)
         for path in paths:
             node = layer.nodes[path]
             previous = self.nodes.get(path)
             if node.type == "dir":
                 if previous is None:
-                    os.mkdir(dest + path, 0o700)
+                    os.mkdir(path, 0o700, dir_fd=dest_fd)
                     self.nodes[path] = Node("dir", node.mode, index, mtime=node.mtime)
                 elif not node.implicit:  # a later layer's directory entry sets the mode, as unzip does
                     previous.mode, previous.mtime = node.mode, node.mtime or previous.mtime
                 continue
             if previous is not None:
-                os.unlink(dest + path)
+                os.unlink(path, dir_fd=dest_fd)
                 result.overrides.append(Override(path, index, previous.layer))
             if node.type == "symlink":
-                os.symlink(node.target, dest + path)
-                os.utime(dest + path, (node.mtime, node.mtime), follow_symlinks=False)
+                os.symlink(node.target, path, dir_fd=dest_fd)
+                os.utime(path, (node.mtime, node.mtime), dir_fd=dest_fd, follow_symlinks=False)
+            elif link:
+                os.link(path, path, src_dir_fd=source_fd, dst_dir_fd=dest_fd, follow_symlinks=False)
+                linked = os.stat(path, dir_fd=dest_fd, follow_symlinks=False)
+                if inodes is not None and inodes.get(path) != linked.st_ino:
+                    raise LayerContentError(f"the cache's copy of {path!r} changed while it was being staged "
+                                            "(a file or directory swapped in the cache): run the fetch again",
+                                            layer=name)
+                result.linked[path] = (linked.st_ino, linked.st_ctime_ns)
             else:
-                place(source + path, dest + path)
+                os.rename(path, path, src_dir_fd=source_fd, dst_dir_fd=dest_fd)
             self.nodes[path] = Node(node.type, node.mode, index, size=node.size, sha256=node.sha256,
                                     target=node.target, mtime=node.mtime,
                                     overrode=[*previous.overrode, previous.layer] if previous else [])
         return result
 
     def _check(self, layer: LayerTree, paths: list[str], name: str) -> None:
+        cleared: set[str] = set()  # parents already checked: a deep tree is checked in linear time
         for path in paths:
             node = layer.nodes[path]
             parent, _, _ = path.rpartition("/")
-            while parent:
+            while parent and parent not in cleared:
                 kind = self.nodes[parent].type if parent in self.nodes else None
                 if kind == "symlink":
                     raise LayerContentError(f"entry {path!r} would be written through the symlink {parent!r} "
@@ -83,6 +107,7 @@ class StageTree:
                 if kind == "file":
                     raise LayerContentError(f"entry {path!r} needs {parent!r} to be a directory, but an earlier "
                                             "layer has a file there", layer=name)
+                cleared.add(parent)
                 parent, _, _ = parent.rpartition("/")
             existing = self.nodes.get(path)
             # An implicit directory's children report the clash, naming the entry that has it.
@@ -96,7 +121,7 @@ class StageTree:
         for path in sorted(self.nodes, key=lambda p: -p.count("/")):
             node = self.nodes[path]
             if node.type == "dir":
-                os.chmod(self.root / path, node.mode)
+                os.chmod(path, node.mode, dir_fd=self.fd)
                 if node.mtime:
-                    os.utime(self.root / path, (node.mtime, node.mtime))
-
+                    os.utime(path, (node.mtime, node.mtime), dir_fd=self.fd)
+        os.close(self.fd)

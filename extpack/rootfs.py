@@ -16,7 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from extpack import nofollow
 from extpack.exceptions import UsageError
+from extpack.stage import open_stage_opt
 
 OPT = "opt"
 
@@ -70,29 +72,48 @@ def _join(link_path: str, target: str | None, rest: str) -> str:
 
 
 class StageView(View):
+    """A stage on disk, read through descriptors: no symlink in it (nor a symlinked stage dir
+    or opt) is ever followed; links are reported as links and resolved inside the view."""
+
     def __init__(self, stage_dir: Path) -> None:
         self.root = stage_dir
-        if not (stage_dir / OPT).is_dir():
-            raise UsageError(f"no stage at {stage_dir}: run extpack fetch first (or give --image / --oci)")
+        os.close(self.open_opt())  # refuses a missing or symlinked stage (or opt) up front
         self._entries: dict[str, Entry] | None = None
+
+    def open_opt(self) -> int:
+        """A descriptor of the stage's opt (the caller closes it)."""
+        return open_stage_opt(self.root)
 
     def entries(self) -> dict[str, Entry]:
         if self._entries is None:
             found = {}
-            for dirpath, dirnames, filenames in os.walk(self.root / OPT):
-                for name in dirnames + filenames:
-                    full = os.path.join(dirpath, name)
-                    st = os.lstat(full)
-                    rel = os.path.relpath(full, self.root).replace(os.sep, "/")
+            opt_fd = self.open_opt()
+            try:
+                for item in nofollow.walk(opt_fd, on_error=_skip_unreadable):
+                    st = item.stat
+                    rel = f"{OPT}/{item.rel}"
                     found[rel] = Entry(rel, _kind(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size,
-                                       os.readlink(full) if stat.S_ISLNK(st.st_mode) else None)
+                                       item.readlink() if stat.S_ISLNK(st.st_mode) else None)
+            finally:
+                os.close(opt_fd)
             self._entries = found
         return self._entries
 
     def read(self, path: str, offset: int, size: int) -> bytes:
-        with open(self.root / path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(size)
+        opt_fd = self.open_opt()
+        try:
+            fd = nofollow.open_beneath(opt_fd, path[len(OPT) + 1:])
+        except OSError as exc:
+            raise UsageError(f"cannot read /{path} in the stage {self.root} ({exc.strerror}): it changed, or a "
+                             "directory on its way is a symlink; run extpack fetch again") from None
+        finally:
+            os.close(opt_fd)
+        with open(fd, "rb") as handle:
+            return os.pread(handle.fileno(), size, offset)
+
+
+def _skip_unreadable(rel: str, exc: OSError) -> None:
+    """A directory the user cannot list shows as empty; its own entry still has its mode."""
 
 
 class TreeView(StageView):
@@ -102,6 +123,23 @@ class TreeView(StageView):
         self.root = stage_dir
         self._entries = {f"{OPT}/{path}": Entry(f"{OPT}/{path}", node.type, node.mode, node.size, node.target)
                          for path, node in nodes.items()}
+
+
+class ManifestView(StageView):
+    """A stage described by its manifest (no directory walk), read like a StageView."""
+
+    def __init__(self, stage_dir: Path, manifest: dict) -> None:
+        self.root = stage_dir
+        self._entries = {f"{OPT}/{f['path']}": Entry(f"{OPT}/{f['path']}", f["type"], _octal(f.get("mode")),
+                                                      f["size"], f.get("target"))
+                         for f in manifest.get("files", [])}
+
+
+def _octal(mode) -> int:
+    try:
+        return int(str(mode), 8)
+    except ValueError:
+        return 0
 
 
 def _kind(mode: int) -> str:

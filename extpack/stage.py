@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from extpack import validate
+from extpack import nofollow, validate
 from extpack.atomic import discard, write_atomically
 from extpack.shapes import SHAPES_KEY, Entry, detect_in_manifest, detect_in_tree
 from extpack.exceptions import UsageError
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 MANIFEST_SCHEMA = "extpack.manifest/v1"
 MANIFEST_NAME = "manifest.json"
 EXTENSIONS_DIR = "extensions"
+OPT_DIR = "opt"
 
 
 @dataclass(frozen=True)
@@ -70,15 +71,23 @@ def manifest_json(tree: StageTree, arch: str, layers: list[LayerRecord], max_lay
 
 
 def read_manifest(stage_dir: Path) -> dict | None:
-    """The stage's manifest, None when there is none; exit 2 when a field has the wrong shape."""
-    path = stage_dir / MANIFEST_NAME
+    """The stage's manifest; None when there is none (or it, or the stage dir, is a symlink);
+    exit 2 when a field has the wrong shape."""
     try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError, ValueError):
+        stage_fd = nofollow.open_dir(stage_dir)
+    except OSError:
         return None
+    try:
+        fd = os.open(MANIFEST_NAME, nofollow.FILE_FLAGS, dir_fd=stage_fd)
+        with open(fd, "rb") as handle:
+            data = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(stage_fd)
     if not (isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA):
         return None
-    return checked_manifest(data, path)
+    return checked_manifest(data, stage_dir / MANIFEST_NAME)
 
 
 def checked_manifest(data: object, path: Path) -> dict:
@@ -90,56 +99,105 @@ def checked_manifest(data: object, path: Path) -> dict:
         raise UsageError(f"manifest {path}: field {exc}: run extpack fetch to rebuild the stage") from None
 
 
+def open_stage(stage_dir: Path) -> int:
+    """The stage dir's descriptor, for commands that read a stage: a symlinked stage dir is
+    refused (extpack never reads, changes or deletes through a link), a missing one too."""
+    try:
+        return nofollow.open_dir(stage_dir)
+    except FileNotFoundError:
+        raise UsageError(f"no stage at {stage_dir}: run extpack fetch first") from None
+    except OSError:
+        if stage_dir.is_symlink():
+            raise UsageError(f"{stage_dir} is a symlink: extpack does not follow links out of a stage; give "
+                             "the directory itself (or remove the link and run extpack fetch)") from None
+        raise UsageError(f"{stage_dir} is not a stage directory: run extpack fetch first") from None
+
+
+def refuse_symlinked_stage(stage_dir: Path) -> None:
+    """fetch replaces a stage, never what a symlinked stage dir points to: refuse it up front."""
+    if stage_dir.is_symlink():
+        raise UsageError(f"{stage_dir} is a symlink: extpack does not write through links; give --stage-dir the "
+                         "directory itself (or remove the link)")
+
+
+def check_stage(stage_dir: Path) -> None:
+    """Refuse, with a clear line, a stage dir or opt that is missing or a symlink."""
+    os.close(open_stage_opt(stage_dir))
+
+
+def open_stage_opt(stage_dir: Path) -> int:
+    """The descriptor of `<stage>/opt`, for a command that reads a stage (the caller closes it)."""
+    stage_fd = open_stage(stage_dir)
+    try:
+        return open_opt(stage_dir, stage_fd)
+    finally:
+        os.close(stage_fd)
+
+
+def open_opt(stage_dir: Path, stage_fd: int) -> int:
+    """The descriptor of `<stage>/opt`; one that is a symlink (fetch never makes one) is refused."""
+    try:
+        return nofollow.open_dir(OPT_DIR, stage_fd)
+    except FileNotFoundError:
+        raise UsageError(f"no stage at {stage_dir}: run extpack fetch first") from None
+    except OSError:
+        raise UsageError(f"{stage_dir}/{OPT_DIR} is not a directory (a symlink?): extpack does not follow links "
+                         "out of a stage; run extpack fetch again to rebuild it") from None
+
+
 def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50, contents: bool = False) -> list[str]:
     """What on disk differs from the manifest: missing, extra or changed entries.
 
     By stat (type, mode, size, mtime, link target) unless `contents`, which also hashes files.
+    Links are compared as links, never followed (nor is a symlinked stage dir or opt).
     """
-    opt = stage_dir / "opt"
     expected = {entry["path"]: entry for entry in manifest.get("files", [])}
     problems: list[str] = []
     actual: set[str] = set()
-    if not opt.is_dir():
-        return [f"{opt} is missing"]
-    for rel, full in _scan(str(opt)):
-        actual.add(rel)
-        entry = expected.get(rel)
-        if entry is None:
-            problems.append(f"extra: /opt/{rel}")
-        else:
-            problem = _entry_difference(full, entry, contents)
-            if problem:
-                problems.append(f"changed: /opt/{rel} ({problem})")
-        if len(problems) >= limit:
-            return problems
-    problems.extend(f"missing: /opt/{path}" for path in sorted(set(expected) - actual))
+    try:
+        stage_fd = nofollow.open_dir(stage_dir)
+    except OSError:
+        return [f"{stage_dir} is not a directory"]
+    try:
+        opt_fd = nofollow.open_dir(OPT_DIR, stage_fd)
+    except OSError:
+        return [f"{stage_dir / OPT_DIR} is missing or not a directory"]
+    finally:
+        os.close(stage_fd)
+
+    unreadable: list[str] = []
+
+    def cannot_read(rel: str, exc: OSError) -> None:
+        unreadable.append(rel + "/")
+        problems.append(f"unreadable: /opt/{rel} ({exc.strerror})")
+
+    try:
+        for item in nofollow.walk(opt_fd, on_error=cannot_read):
+            actual.add(item.rel)
+            entry = expected.get(item.rel)
+            if entry is None:
+                problems.append(f"extra: /opt/{item.rel}")
+            else:
+                problem = _entry_difference(item, entry, contents)
+                if problem:
+                    problems.append(f"changed: /opt/{item.rel} ({problem})")
+            if len(problems) >= limit:
+                return problems
+    finally:
+        os.close(opt_fd)
+    problems.extend(f"missing: /opt/{path}" for path in sorted(set(expected) - actual)
+                    if not path.startswith(tuple(unreadable)))
     return problems[:limit]
 
 
-def _scan(root: str):
-    """(path relative to root, full path) of everything below root, links not followed.
-
-    Builds relative paths as it goes: os.walk + relpath costs more than the stat calls.
-    """
-    pending = [("", root)]
-    while pending:
-        prefix, folder = pending.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                rel = prefix + entry.name
-                yield rel, entry.path
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append((rel + "/", entry.path))
-
-
-def _entry_difference(full: str, entry: dict, contents: bool) -> str | None:
-    st = os.lstat(full)
+def _entry_difference(item: nofollow.Item, entry: dict, contents: bool) -> str | None:
+    st = item.stat
     kind = "symlink" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else \
         "file" if stat.S_ISREG(st.st_mode) else "other"
     if kind != entry["type"]:
         return f"is a {kind}, expected a {entry['type']}"
     if kind == "symlink":
-        target = os.readlink(full)
+        target = item.readlink()
         return None if target == entry["target"] else f"points to {target}, expected {entry['target']}"
     if kind == "dir":
         mode = f"{stat.S_IMODE(st.st_mode):04o}"
@@ -150,9 +208,13 @@ def _entry_difference(full: str, entry: dict, contents: bool) -> str | None:
     if st.st_size != entry["size"]:
         return f"size {st.st_size}, expected {entry['size']}"
     if contents:
-        from extpack.cache import sha256_file
+        from extpack.cache import sha256_fd
 
-        return None if sha256_file(Path(full)) == entry["sha256"] else "content differs"
+        try:
+            digest = sha256_fd(item.open())
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror})"
+        return None if digest == entry["sha256"] else "content differs"
     if int(st.st_mtime) != entry.get("mtime", int(st.st_mtime)):
         return "modified since it was staged"
     return None
@@ -214,17 +276,22 @@ def commit(build_dir: Path, stage_dir: Path, lock_path: Path | None, lock_text: 
 
 
 def refresh_manifest(stage_dir: Path) -> None:
-    """After `doctor --fix`: drop removed entries and record the new modes."""
+    """After `doctor --fix`: drop removed entries and record the new modes (links not followed)."""
     manifest = read_manifest(stage_dir)
     if manifest is None:
         return
+    opt_fd = open_stage_opt(stage_dir)
+    try:
+        present = {item.rel: item.stat for item in nofollow.walk(opt_fd, on_error=lambda rel, exc: None)}
+    finally:
+        os.close(opt_fd)
     kept = []
     for entry in manifest["files"]:
-        full = stage_dir / "opt" / entry["path"]
-        if not full.exists() and not full.is_symlink():
+        st = present.get(entry["path"])
+        if st is None:
             continue
         if entry["type"] != "symlink":
-            entry["mode"] = f"{stat.S_IMODE(os.lstat(full).st_mode):04o}"
+            entry["mode"] = f"{stat.S_IMODE(st.st_mode):04o}"
         kept.append(entry)
     manifest["files"] = kept
     manifest["total_size"] = sum(entry["size"] for entry in kept)

@@ -10,6 +10,7 @@ tree can be kept in the cache); `overlay` then lays the trees over each other in
 from __future__ import annotations
 
 import calendar
+import errno
 import hashlib
 import json
 import lzma
@@ -135,16 +136,20 @@ def _check_shape(entries: list[_Entry], name: str) -> None:
     """Refuse writes through the layer's own symlinks and file/directory clashes, before writing."""
     planned: dict[str, str] = {}
     for entry in entries:
-        parts = entry.path.split("/")
-        for depth in range(1, len(parts)):
-            parent = "/".join(parts[:depth])
-            kind = planned.setdefault(parent, "dir")
+        # Up to the nearest parent already planned as a directory: linear however deep the tree is.
+        parent = entry.path.rpartition("/")[0]
+        while parent:
+            kind = planned.get(parent)
+            if kind == "dir":
+                break
             if kind == "symlink":
                 raise LayerContentError(f"entry {entry.path!r} would be written through the symlink {parent!r}",
                                         layer=name)
             if kind == "file":
                 raise LayerContentError(f"entry {entry.path!r} needs {parent!r} to be a directory, but it is a file",
                                         layer=name)
+            planned[parent] = "dir"
+            parent = parent.rpartition("/")[0]
         existing = planned.get(entry.path)
         if existing and (existing == "dir") != (entry.type == "dir"):
             raise LayerContentError(
@@ -160,7 +165,7 @@ class _LayerWriter:
     def __init__(self, root: Path, archive: zipfile.ZipFile, name: str, workers: int,
                  cancelled: threading.Event | None) -> None:
         self.root = root
-        self.prefix = f"{root}/"  # string joins: pathlib costs more than the syscalls per entry
+        self.root_fd = -1  # every write is relative to it: the root's own path never counts
         self.archive = archive
         self.name = name
         self.workers = workers
@@ -168,6 +173,18 @@ class _LayerWriter:
         self.nodes: dict[str, Node] = {}
 
     def write(self, entries: list[_Entry], declared: int) -> LayerTree:
+        self.root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            return self._write_all(entries, declared)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # not reachable through a descriptor; refused cleanly anyway
+                raise LayerContentError("an entry's path is longer than the filesystem allows", layer=self.name) \
+                    from None
+            raise
+        finally:
+            os.close(self.root_fd)
+
+    def _write_all(self, entries: list[_Entry], declared: int) -> LayerTree:
         files: list[_Entry] = []
         for entry in entries:
             self._ensure_parents(entry.path)
@@ -230,17 +247,20 @@ class _LayerWriter:
         return nodes  # type: ignore[return-value]
 
     def _ensure_parents(self, path: str) -> None:
-        parts = path.split("/")
-        for depth in range(1, len(parts)):
-            parent = "/".join(parts[:depth])
-            if parent not in self.nodes:
-                os.mkdir(self.prefix + parent, 0o700)
-                self.nodes[parent] = Node("dir", 0o755, 0, implicit=True)
+        # Up to the nearest parent that exists, then down: linear however deep the tree is.
+        missing = []
+        parent = path.rpartition("/")[0]
+        while parent and parent not in self.nodes:
+            missing.append(parent)
+            parent = parent.rpartition("/")[0]
+        for parent in reversed(missing):
+            os.mkdir(parent, 0o700, dir_fd=self.root_fd)
+            self.nodes[parent] = Node("dir", 0o755, 0, implicit=True)
 
     def _make_dir(self, path: str, mode: int, mtime: int) -> None:
         node = self.nodes.get(path)
         if node is None:
-            os.mkdir(self.prefix + path, 0o700)
+            os.mkdir(path, 0o700, dir_fd=self.root_fd)
             self.nodes[path] = Node("dir", mode, 0, mtime=mtime)
         else:  # made as a parent first, or listed twice: the entry's mode wins, as with unzip
             node.mode, node.mtime, node.implicit = mode, mtime or node.mtime, False
@@ -250,14 +270,14 @@ class _LayerWriter:
         if not raw or len(raw) > MAX_LINK_TARGET or b"\x00" in raw:
             raise LayerContentError(f"symlink {entry.path!r} has an invalid target", layer=self.name)
         target = raw.decode("utf-8", "surrogateescape")
-        os.symlink(target, self.prefix + entry.path)
+        os.symlink(target, entry.path, dir_fd=self.root_fd)
         mtime = _mtime(entry.info)
-        os.utime(self.prefix + entry.path, (mtime, mtime), follow_symlinks=False)
+        os.utime(entry.path, (mtime, mtime), dir_fd=self.root_fd, follow_symlinks=False)
         return Node("symlink", 0o777, 0, target=target, mtime=mtime)
 
     def _write_file(self, fd: int, entry: _Entry) -> Node:
         info = entry.info
-        out = os.open(self.prefix + entry.path, _OPEN_FLAGS, 0o600)
+        out = os.open(entry.path, _OPEN_FLAGS, 0o600, dir_fd=self.root_fd)
         try:
             if info.compress_type in inflate.FAST_METHODS:
                 sha = inflate.extract(fd, info, out, self.archive.start_dir)

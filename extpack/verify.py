@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from extpack.cache import Cache, sha256_file
+from extpack import nofollow
+from extpack.cache import Cache, sha256_fd
 from extpack.exceptions import UsageError
 from extpack.lock import read_lock
-from extpack.stage import read_manifest, stage_differences
+from extpack.stage import check_stage, read_manifest, stage_differences
 
 
 @dataclass
@@ -20,6 +22,7 @@ class Verification:
 
 
 def verify(stage_dir: Path, lock_path: Path, cache: Cache | None) -> Verification:
+    check_stage(stage_dir)
     manifest = read_manifest(stage_dir)
     if manifest is None:
         raise UsageError(f"no stage at {stage_dir}: run extpack fetch first")
@@ -48,7 +51,7 @@ def verify(stage_dir: Path, lock_path: Path, cache: Cache | None) -> Verificatio
                 result.notes.append(f"{layer.arn or layer.source}: not in the cache (fetch will download it)")
                 continue
             result.blobs_checked += 1
-            if sha256_file(blob) != layer.sha256:
+            if sha256_fd(os.open(blob, nofollow.FILE_FLAGS)) != layer.sha256:
                 result.differences.append(f"cache: the blob for {layer.arn or layer.source} is corrupt "
                                           "(run extpack cache prune --all, then fetch)")
     return result

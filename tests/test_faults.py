@@ -109,6 +109,7 @@ PERSISTENT = {
 }
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 @pytest.mark.parametrize("fault", sorted(PERSISTENT))
 def test_persistent_download_fault_fails_cleanly(fake_lambda, run_extpack, tmp_path, aws_env, demo, project, fault):
     proj, before = project
@@ -193,6 +194,7 @@ def test_bytes_that_do_not_match_the_api_are_refused(fake_lambda, run_extpack, t
     assert_no_leak(fake_lambda, result.stdout, result.stderr)
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_oversize_download_is_refused_and_never_cached(fake_lambda, run_extpack, tmp_path, aws_env, demo, project):
     proj, before = project
     fake_lambda.inject("oversize", layer=demo.arn, times=50)

@@ -21,6 +21,7 @@ def _lock(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_fetch_arn_stages_exact_files_modes_and_symlinks(fake_lambda, run_extpack, tmp_path):
     layer = fake_lambda.add_layer("demo-extension", make_layers.build("demo-extension.zip"), region="ap-northeast-1")
 
@@ -99,6 +100,7 @@ def test_unversioned_arn_resolves_newest_for_arch_and_pins_it(fake_lambda, run_e
     assert pinned["source"] == arm.layer_arn and pinned["version"] == 4
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_pinned_lock_is_reused_without_resolving_again(fake_lambda, run_extpack, tmp_path):
     first = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
     run_extpack("fetch", first.layer_arn, check=True)
@@ -111,6 +113,7 @@ def test_pinned_lock_is_reused_without_resolving_again(fake_lambda, run_extpack,
     assert fake_lambda.requests == []  # warm cache and a pin: no network at all
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_warm_cache_and_unchanged_lock_touch_no_network(fake_lambda, run_extpack, tmp_path):
     layer = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
     run_extpack("fetch", layer.arn, check=True)
@@ -148,6 +151,7 @@ def test_frozen_refuses_a_source_not_in_the_lock(fake_lambda, run_extpack, tmp_p
     assert (tmp_path / "extpack.lock").read_bytes() == before
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_local_zip_and_loopback_url_sources(fake_lambda, run_extpack, tmp_path, layer_zips):
     layer = fake_lambda.add_layer("deps", make_layers.build("python-deps.zip"))
     url = _location(fake_lambda, layer.arn)
@@ -186,6 +190,7 @@ def test_presigned_url_never_appears_anywhere(fake_lambda, run_extpack, tmp_path
         assert fake_lambda.find_leaks(text) == []
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_no_cache_leaves_the_cache_empty(fake_lambda, run_extpack, tmp_path):
     layer = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
 

@@ -240,6 +240,7 @@ def test_unreachable_endpoint(fake_lambda, run_extpack, tmp_path, aws_env, demo)
     assert fake_lambda.requests == []
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_api_error_leaves_previous_stage_and_lock(fake_lambda, run_extpack, tmp_path, good_template, demo):
     project = tmp_path / "proj"
     project.mkdir()
@@ -279,6 +280,7 @@ def test_corrupt_local_zip(run_extpack, tmp_path, layer_zips, good_template, nam
     assert_clean_after_failure(project, tmp_path / "cache")
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_corrupt_zip_from_an_arn_names_the_arn(fake_lambda, run_extpack, tmp_path):
     # The API vouches for these bytes (CodeSha256 matches), so the download succeeds and
     # the blob may be cached; the content is what is wrong.

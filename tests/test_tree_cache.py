@@ -41,6 +41,7 @@ def _manifest(stage: Path) -> dict:
     return json.loads((stage / "manifest.json").read_text())
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_a_new_stage_links_the_cached_trees_and_equals_a_fresh_unpack(fake_lambda, run_extpack, tmp_path):
     arns = _publish(fake_lambda)
     run_extpack("fetch", *arns, check=True)
@@ -66,6 +67,7 @@ def test_a_new_stage_links_the_cached_trees_and_equals_a_fresh_unpack(fake_lambd
     assert run_extpack("verify", "--stage-dir", "warm", check=True).returncode == 0
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 @pytest.mark.parametrize("damage", ["append", "chmod", "delete"])
 def test_a_stage_changed_by_hand_does_not_leak_into_the_next_stage(fake_lambda, run_extpack, tmp_path, damage):
     arns = _publish(fake_lambda)
@@ -91,6 +93,7 @@ def test_a_stage_changed_by_hand_does_not_leak_into_the_next_stage(fake_lambda, 
     run_extpack("verify", "--stage-dir", "next", check=True)
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_doctor_fix_changes_the_stage_and_not_the_cache(fake_lambda, run_extpack, tmp_path):
     arns = _publish(fake_lambda)
     run_extpack("fetch", *arns, check=True)
@@ -122,6 +125,7 @@ def test_cache_ls_shows_each_blobs_unpacked_size(fake_lambda, run_extpack, tmp_p
     assert "UNPACKED" in run_extpack("cache", "ls", check=True).stdout
 
 
+@pytest.mark.nonroot  # also run as nobody by tests/test_nonroot.py
 def test_cache_prune_removes_the_trees_with_their_blobs(fake_lambda, run_extpack, tmp_path):
     arns = _publish(fake_lambda)
     run_extpack("fetch", *arns, check=True)
