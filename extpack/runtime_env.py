@@ -16,6 +16,7 @@ import stat
 from enum import Enum
 from pathlib import Path
 
+from extpack import nofollow
 from extpack.exceptions import UsageError
 from extpack.shapes import LibraryRoot, Shapes
 
@@ -86,13 +87,19 @@ def check_wrapper(path: str, manifest: dict | None, stage_dir: Path) -> None:
     if relative not in {entry["path"] for entry in manifest.get("files", [])}:
         raise UsageError(f"--wrapper {path} is not in the stage {stage_dir}: give one of its wrappers "
                          "(see extpack ls) or fetch the layer that ships it")
-    opt = (stage_dir / "opt").resolve()
-    target = (opt / relative).resolve()
-    try:
-        mode = os.stat(target).st_mode
+    try:  # the file itself, never a link's target: Lambda runs the staged script
+        opt_fd = nofollow.open_dir(stage_dir / "opt")
+        try:
+            fd = nofollow.open_beneath(opt_fd, relative)
+            try:
+                mode = os.fstat(fd).st_mode
+            finally:
+                os.close(fd)
+        finally:
+            os.close(opt_fd)
     except OSError:
         mode = 0
-    if opt not in target.parents or not stat.S_ISREG(mode) or not mode & 0o111:
+    if not stat.S_ISREG(mode) or not mode & 0o111:
         raise UsageError(f"--wrapper {path} is not an executable file in the stage {stage_dir}: "
                          "Lambda could not run it; give an executable script (see extpack ls)")
 

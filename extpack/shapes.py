@@ -16,10 +16,13 @@ exec), or, in another language, an `os.exec*`/`execvp` call that passes argv on.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from extpack import nofollow
 
 SHAPES_KEY = "shapes"  # the manifest's optional key; manifests written before it lack it
 HEAD_BYTES = 64 * 1024  # wrapper scripts are short; a bigger file is read only this far
@@ -167,8 +170,15 @@ def _library_roots(entries: list[Entry]) -> tuple[LibraryRoot, ...]:
 
 
 def detect_in_tree(entries: Iterable[Entry], opt: Path) -> Shapes:
-    """Detect over `entries`, reading the files from the staged `opt` folder."""
-    return detect(entries, lambda path: _read_head(opt / path))
+    """Detect over `entries`, reading the files from the staged `opt` folder (never through a link)."""
+    try:
+        opt_fd = nofollow.open_dir(opt)
+    except OSError:
+        return detect(entries, lambda path: b"")
+    try:
+        return detect(entries, lambda path: _read_head(opt_fd, path))
+    finally:
+        os.close(opt_fd)
 
 
 def detect_in_manifest(manifest: dict, stage_dir: Path) -> Shapes:
@@ -177,9 +187,9 @@ def detect_in_manifest(manifest: dict, stage_dir: Path) -> Shapes:
     return detect_in_tree(entries, stage_dir / "opt")
 
 
-def _read_head(path: Path) -> bytes:
+def _read_head(opt_fd: int, path: str) -> bytes:
     try:
-        with open(path, "rb") as handle:
+        with open(nofollow.open_beneath(opt_fd, path), "rb") as handle:
             return handle.read(HEAD_BYTES)
     except OSError:
         return b""
