@@ -80,6 +80,7 @@ def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False
         max_layer_size=parse_size(_pick(max_layer_size, config, "max-layer-size", DEFAULT_MAX_LAYER_SIZE)),
         # Relative zip paths in a config file are relative to that file, not to the cwd.
         base_dir=config.base_dir if not sources else Path("."),
+        config_path=config.path,
     )
 
 

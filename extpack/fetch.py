@@ -60,6 +60,7 @@ class FetchOptions:
     max_layer_size: int = DEFAULT_MAX_LAYER_SIZE
     base_dir: Path = Path(".")
     strict: bool = False  # doctor's warnings stop the fetch too
+    config_path: Path | None = None  # the project config: never inside the stage it replaces
 
 
 @dataclass
@@ -129,6 +130,7 @@ class Fetcher:
         if not sources:
             raise UsageError("no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
                              "'layers' in extpack.toml")
+        self._check_stage_dir()
         lock = read_lock(options.lock_path)
         if options.frozen:
             pins = self._frozen_pins(sources, lock)
@@ -140,6 +142,18 @@ class Fetcher:
         if fast is not None:
             return fast
         return self._build(sources, pins, lock)
+
+    def _check_stage_dir(self) -> None:
+        """A fetch replaces the stage folder as a whole: only one that is new, empty or a stage."""
+        from extpack.replaceable import refuse_unless_replaceable
+
+        options = self.options
+        protected = [("the current directory", Path.cwd()), ("the lock file", options.lock_path)]
+        if options.config_path is not None:
+            protected.append(("the config file", options.config_path))
+        refuse_unless_replaceable(options.stage_dir, ours=lambda path: staging.read_manifest(path) is not None,
+                                  what="a stage made by extpack fetch (no extpack manifest.json)",
+                                  option="--stage-dir", protected=protected)
 
     def lock_only(self, upgrade: list[str] | None = None) -> tuple[Lock | None, Lock]:
         """Resolve and write the lock without staging: `extpack lock [--upgrade [LAYER ...]]`.
