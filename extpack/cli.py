@@ -184,9 +184,10 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--handler", help="The handler for the python/nodejs templates (e.g. app.handler).")
 @click.option("--app-dir", help="Folder copied into ${LAMBDA_TASK_ROOT} (python/nodejs templates).")
 @click.option("--from-image", help="Copy /opt from this extension image (made by extpack image) instead of the stage.")
+@click.option("--force", is_flag=True, help="Overwrite an output file that extpack did not write.")
 @click.pass_context
 def render(ctx, stage_dir, lock_path, template, base, platform, output, context, check, rie, rie_binary, copies, env,
-           entrypoint, cmd, handler, app_dir, from_image):
+           entrypoint, cmd, handler, app_dir, from_image, force):
     """Write a multi-stage Dockerfile that copies the staged /opt into the image."""
     from extpack import render as rendering
     from extpack.exceptions import UsageError
@@ -239,6 +240,8 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
             raise
         click.echo(f"{target} is up to date", err=True)
         return
+    if not force:
+        rendering.refuse_hand_written(result, target)
     for path in rendering.write(result, target):
         click.echo(f"wrote {path}")
 
@@ -251,7 +254,7 @@ def _regenerate_command(ctx: click.Context) -> str:
     """
     import shlex
 
-    skipped = {"check", "context"}
+    skipped = {"check", "context", "force"}
     words = ["extpack", "render"]
     for param in ctx.command.params:
         if param.name in skipped or ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
