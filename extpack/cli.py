@@ -58,7 +58,7 @@ def _pick(flag, config, key, default=None):
 
 
 def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False, arch=None, profile=None,
-                   endpoint_url=None, jobs=None, cache_dir=None, use_cache=True, max_layer_size=None):
+                   endpoint_url=None, jobs=None, cache_dir=None, use_cache=True, max_layer_size=None, link=None):
     """FetchOptions from flags, then config, then defaults."""
     from extpack.cache import default_cache_dir
     from extpack.config import parse_size
@@ -81,6 +81,7 @@ def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False
         # Relative zip paths in a config file are relative to that file, not to the cwd.
         base_dir=config.base_dir if not sources else Path("."),
         config_path=config.path,
+        link=_pick(link, config, "link", True),
     )
 
 
@@ -99,17 +100,19 @@ def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
 @click.option("--max-layer-size", help="Refuse a layer that unzips to more than this (default 250MB).")
 @click.option("--strict", is_flag=True, help="Treat doctor's warnings about the stage as errors.")
+@click.option("--link/--no-link", default=None, help="Where reflinks are not available: hard-link cached files "
+              "into the stage (default), or copy them so no stage shares an inode with another.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, endpoint_url, jobs, cache_dir,
-          no_cache, max_layer_size, strict, as_json):
+          no_cache, max_layer_size, strict, link, as_json):
     """Fetch layers (ARNs, .zip paths or https:// URLs) and stage them under STAGE/opt."""
     from extpack.fetch import Fetcher
     from extpack.report import LogProgress, TerminalProgress, fetch_json, fetch_table, override_lines
 
     options = _fetch_options(ctx, sources, stage_dir=stage_dir, lock_path=lock_path, frozen=frozen, arch=arch,
                              profile=profile, endpoint_url=endpoint_url, jobs=jobs, cache_dir=cache_dir,
-                             use_cache=not no_cache, max_layer_size=max_layer_size)
+                             use_cache=not no_cache, max_layer_size=max_layer_size, link=link)
     options.strict = strict
     progress = TerminalProgress() if sys.stderr.isatty() else LogProgress()
     with progress if isinstance(progress, TerminalProgress) else contextlib.nullcontext():
@@ -423,12 +426,15 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
     from extpack import oci
     from extpack.exceptions import UsageError
     from extpack.image import build_image
+    from extpack.stage import require_unshared_unchanged
 
     if output is None and push_ref is None:
         raise UsageError("extpack image needs --output PATH, --push REF, or both")
     stage_dirs = list(stage_dirs) or [_pick(None, _config(ctx), "stage-dir", Path(".extpack"))]
     if len(stage_dirs) > 1 and image_format == "docker-archive":
         raise UsageError("a docker-archive holds one architecture: use --format oci for several stages")
+    for stage in stage_dirs:
+        require_unshared_unchanged(stage)
     builds = [build_image(stage, source_date_epoch=source_date_epoch) for stage in stage_dirs]
     try:
         report = {"schema": "extpack.image/v1", "digest": None, "tag": tag, "format": image_format,

@@ -36,6 +36,7 @@ KEYS: dict[str, type] = {
     "template": str,
     "output": str,
     "platform": str,
+    "link": bool,
 }
 PATH_KEYS = {"stage-dir", "lock", "cache-dir", "output"}
 
@@ -94,7 +95,7 @@ def _validate(table: dict, path: Path) -> dict:
             raise UsageError(f"unknown key {key!r} in {where}: known keys are {', '.join(sorted(KEYS))}")
         if key == "max-layer-size" and isinstance(value, int):
             continue
-        if not isinstance(value, expected) or isinstance(value, bool):
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise UsageError(f"key {key!r} in {where} must be a {expected.__name__}, not {type(value).__name__}")
         if key == "layers" and not all(isinstance(item, str) for item in value):
             raise UsageError(f"key 'layers' in {where} must be a list of strings (ARNs, .zip paths or URLs)")

@@ -60,6 +60,7 @@ class FetchOptions:
     max_layer_size: int = DEFAULT_MAX_LAYER_SIZE
     base_dir: Path = Path(".")
     strict: bool = False  # doctor's warnings stop the fetch too
+    link: bool = True  # hard-link cached files into the stage when reflinks are not available
     config_path: Path | None = None  # the project config: never inside the stage it replaces
 
 
@@ -118,6 +119,7 @@ class Fetcher:
         self._scratch: Path | None = None
         self._unpacked: Path | None = None
         self._link_from_cache = False
+        self._share = None  # how a cached tree's files reach the stage: clone, hard link or copy
         self._unpack_workers = 1
         self._temps: set[Path] = set()  # downloads in progress, removed by the main thread on interrupt
         self._temps_lock = threading.Lock()
@@ -234,6 +236,8 @@ class Fetcher:
             return None
         if staging.stage_differences(self.options.stage_dir, manifest, limit=1):
             return None
+        if not self.options.link and _shares_inodes(self.options.stage_dir / "opt"):
+            return None  # link = false asks for a stage of its own: copy the files this time
         # Make sees the stage as fresh again (Makefiles depend on manifest.json, not on opt/).
         os.utime(self.options.stage_dir / staging.MANIFEST_NAME)
         new_lock = Lock(self.options.arch, tuple(pins))
@@ -254,8 +258,9 @@ class Fetcher:
         build_dir = staging.new_build_dir(options.stage_dir)
         self._scratch = build_dir / "downloads"
         self._unpacked = build_dir / "layers"  # layer trees that are not kept in the cache
-        self._link_from_cache = self.cache is not None and any(s.kind != "zip" for s in sources) \
-            and _can_link(self.cache, build_dir)
+        self._share = _sharing(self.cache, build_dir, options.link) \
+            if self.cache is not None and any(s.kind != "zip" for s in sources) else None
+        self._link_from_cache = self._share is not None
         # Layers unpack side by side, each on its share of the cores: more threads than cores
         # only fight over the GIL (four layers on two cores: one thread each is ~20% faster).
         self._unpack_workers = max(1, (os.cpu_count() or 1) // min(options.jobs, len(sources)))
@@ -274,7 +279,7 @@ class Fetcher:
                 item = prepared.obtained
                 obtained.append(item)
                 display = item.locked.arn or source.display
-                added = tree.add(prepared.tree, index, name=display, link=prepared.linked)
+                added = tree.add(prepared.tree, index, name=display, link=prepared.linked, share=self._share)
                 self.progress.layer_done(index)
                 result.layers.append(LayerSummary(index, item.locked, display, added.files, added.unzipped_size,
                                                   item.from_cache))
@@ -501,21 +506,24 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def _can_link(cache: Cache, build_dir: Path) -> bool:
-    """Whether files in the cache can be hard-linked into the stage (one filesystem that allows it)."""
+def _sharing(cache: Cache, build_dir: Path, allow_hard_links: bool):
+    """How the cache's trees can be shared with the stage (see extpack.clone), None when they cannot."""
+    from extpack.clone import sharing
+
     try:
         probe = cache.new_temp_dir()
     except OSError:
-        return False
+        return None
     try:
         (probe / "probe").touch()
-        os.link(probe / "probe", build_dir / ".link-probe")
-        os.unlink(build_dir / ".link-probe")
-        return True
-    except OSError:
-        return False
+        return sharing(probe / "probe", build_dir, allow_hard_links=allow_hard_links)
     finally:
         staging.discard(probe)
+
+
+def _shares_inodes(opt: Path) -> bool:
+    return any(os.lstat(os.path.join(folder, name)).st_nlink > 1
+               for folder, _, names in os.walk(opt) for name in names)
 
 
 def _wants_upgrade(source: Source, upgrade: list[str] | None) -> bool:

@@ -40,12 +40,12 @@ class StageTree:
         self.layer_names: list[str] = []
         root.mkdir(parents=True, exist_ok=True)
 
-    def add(self, layer: LayerTree, index: int, *, name: str, link: bool) -> LayerResult:
-        """Place `layer` over what is staged. `link`: hard-link its files (the tree is kept);
-        otherwise they are moved out of it."""
+    def add(self, layer: LayerTree, index: int, *, name: str, link: bool, share=os.link) -> LayerResult:
+        """Place `layer` over what is staged. `link`: the tree is kept, its files are placed
+        with `share` (a hard link, a reflink or a copy); otherwise they are moved out of it."""
         paths = sorted(layer.nodes)  # parents sort before their children
         self._check(layer, paths, name)
-        place = os.link if link else os.rename
+        place = (share or os.link) if link else os.rename
         source, dest = f"{layer.root}/", f"{self.root}/"  # string joins: cheaper than pathlib per entry
         result = LayerResult(layer.files, layer.unzipped_size)
         for path in paths:

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from extpack.exceptions import DriftError, UsageError
-from extpack.stage import read_manifest
+from extpack.stage import read_manifest, require_unshared_unchanged
 
 DEFAULT_BASE = "public.ecr.aws/lambda/provided:al2023"
 BUILTIN = {
@@ -97,6 +97,8 @@ def render(options: RenderOptions) -> Rendered:
     manifest = read_manifest(options.stage_dir)
     if manifest is None and not options.from_image:
         raise UsageError(f"no stage at {options.stage_dir}: run extpack fetch first")
+    if not options.from_image:
+        require_unshared_unchanged(options.stage_dir, manifest)
     manifest = manifest or {"arch": "x86_64", "layers": [], "files": [], "total_size": 0}
     context_dir = (options.context or _output_dir(options.output)).absolute()
     environment, template_name = _template(options.template)

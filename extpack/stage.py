@@ -97,6 +97,33 @@ def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50, conte
     return problems[:limit]
 
 
+def require_unshared_unchanged(stage_dir: Path, manifest: dict | None = None) -> None:
+    """Exit 6 when a file the stage shares with the cache (a hard link) no longer has the size,
+    mode and mtime it was staged with: it was edited or chmod-ed here or in another stage linked
+    from the same cache tree. Cheap (one lstat a file): run before every render and image.
+    A file of the stage's own is the user's to change."""
+    from extpack.exceptions import DriftError
+
+    manifest = manifest or read_manifest(stage_dir)
+    if manifest is None:
+        return  # no stage: the command reports that itself
+    opt = f"{stage_dir / 'opt'}/"
+    for entry in manifest.get("files", []):
+        if entry["type"] != "file":
+            continue
+        try:
+            st = os.lstat(opt + entry["path"])
+        except OSError:
+            continue  # not a shared file any more
+        if st.st_nlink < 2:
+            continue
+        problem = _entry_difference(opt + entry["path"], entry, contents=False)
+        if problem:
+            raise DriftError(f"the stage {stage_dir} no longer matches its manifest (/opt/{entry['path']}: {problem}; "
+                             "it shares its inode with the cache and other stages): run extpack fetch to restore "
+                             "it, and fetch --no-link for a stage of its own")
+
+
 def _scan(root: str):
     """(path relative to root, full path) of everything below root, links not followed.
 

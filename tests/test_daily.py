@@ -116,3 +116,70 @@ def test_render_keeps_a_hand_written_entry_script(run_extpack, tmp_path, layer_z
     assert "extpack-entry.sh" in line
     assert "/my/own" in (project / "extpack-entry.sh").read_text()
     assert not (project / "Dockerfile.extpack").exists()
+
+
+# --------------------------------------------------------------------------- data loss: stages sharing inodes
+
+
+def _two_projects(tmp_path: Path, fake_lambda, run_extpack):
+    """Projects a and b staging one layer ARN from one cache (on one filesystem)."""
+    import make_layers
+
+    layer = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        run_extpack("fetch", layer.arn, cwd=tmp_path / name, check=True)
+    return tmp_path / "a", tmp_path / "b", layer.arn
+
+
+def _staged_files(project: Path) -> list[Path]:
+    return [p for p in (project / ".extpack" / "opt").rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+EXTENSION = ".extpack/opt/extensions/demo-extension"
+
+
+def test_a_chmod_in_one_stage_stops_render_and_image_of_a_stage_sharing_it(run_extpack, tmp_path, fake_lambda):
+    a, b, arn = _two_projects(tmp_path, fake_lambda, run_extpack)
+    shared = (a / EXTENSION).stat().st_ino == (b / EXTENSION).stat().st_ino  # a hard link, not a reflink
+    (a / EXTENSION).chmod(0o700)
+    for project in (a, b) if shared else (a,):
+        line = _error_line(run_extpack("render", "--output", "-", cwd=project, check=6))
+        assert "run extpack fetch" in line and "mode 0700" in line and "--no-link" in line
+        line = _error_line(run_extpack("image", "-o", "img", cwd=project, check=6))
+        assert "run extpack fetch" in line
+    run_extpack("fetch", arn, cwd=b, check=True)
+    run_extpack("render", "--output", "-", cwd=b, check=True)
+    assert (b / EXTENSION).stat().st_mode & 0o777 == 0o755
+
+
+def test_an_edit_through_a_shared_file_is_caught_by_render(run_extpack, tmp_path, fake_lambda):
+    a, b, _ = _two_projects(tmp_path, fake_lambda, run_extpack)
+    shared = (a / EXTENSION).stat().st_ino == (b / EXTENSION).stat().st_ino
+    data = bytearray((a / EXTENSION).read_bytes())
+    data[-1] ^= 1
+    with open(a / EXTENSION, "r+b") as handle:  # same size: only the mtime tells
+        handle.write(bytes(data))
+    os.utime(a / EXTENSION, (1, 1))
+    line = _error_line(run_extpack("render", "--output", "-", cwd=b if shared else a, check=6))
+    assert "modified since it was staged" in line
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_no_link_gives_a_stage_of_its_own(run_extpack, tmp_path, layer_zips, fake_lambda, how):
+    import make_layers
+
+    layer = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    shared.mkdir(), own.mkdir()
+    run_extpack("fetch", layer.arn, cwd=shared, check=True)
+    run_extpack("fetch", layer.arn, cwd=own, check=True)
+    if how == "flag":
+        run_extpack("fetch", layer.arn, "--no-link", cwd=own, check=True)
+    else:
+        (own / "extpack.toml").write_text(f'layers = ["{layer.arn}"]\nlink = false\n')
+        run_extpack("fetch", cwd=own, check=True)
+    assert _staged_files(own) and all(p.stat().st_nlink == 1 for p in _staged_files(own))
+    (own / ".extpack/opt/extensions/demo-extension").chmod(0o700)
+    run_extpack("render", "--output", "-", cwd=shared, check=True)
+    assert (shared / ".extpack/opt/extensions/demo-extension").stat().st_mode & 0o777 == 0o755

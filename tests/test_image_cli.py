@@ -147,11 +147,12 @@ def test_same_stage_refetched_elsewhere_and_touched_gives_the_same_digest(
         project: Path, run_extpack, env, arns, tmp_path: Path) -> None:
     first = printed_digest(run_extpack("image", "-o", tmp_path / "one", cwd=project, env=env, check=True).stdout)
 
-    # Another folder, an empty cache (a real second download), every staged path touched.
+    # Another folder, an empty cache (a real second download), every staged path touched (in
+    # a stage of its own: a file hard-linked from the cache must keep its mtime, see test_daily).
     other = tmp_path / "elsewhere" / "deeper"
     other.mkdir(parents=True)
     env2 = dict(env, EXTPACK_CACHE_DIR=str(tmp_path / "cache-2"))
-    run_extpack("fetch", *arns, tmp_path / "modes.zip", cwd=other, env=env2, check=True)
+    run_extpack("fetch", *arns, tmp_path / "modes.zip", "--no-link", cwd=other, env=env2, check=True)
     stamp = time.time() + 86400
     for path in [other / ".extpack" / "opt", *(other / ".extpack" / "opt").rglob("*")]:
         os.utime(path, (stamp, stamp), follow_symlinks=False)
