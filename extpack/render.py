@@ -63,6 +63,7 @@ class RenderOptions:
 class Rendered:
     dockerfile: str
     entry_script: str | None  # text of the RIE entry script, written beside the Dockerfile
+    warnings: tuple[str, ...] = ()  # for stderr: what the image would silently lose
 
 
 def parse_copy(text: str) -> Copy:
@@ -99,6 +100,7 @@ def render(options: RenderOptions) -> Rendered:
         raise UsageError(f"no stage at {options.stage_dir}: run extpack fetch first")
     if not options.from_image:
         require_unshared_unchanged(options.stage_dir, manifest)
+        _require_stage_of_lock(options.stage_dir, manifest, options.lock_path)
     manifest = manifest or {"arch": "x86_64", "layers": [], "files": [], "total_size": 0}
     context_dir = (options.context or _output_dir(options.output)).absolute()
     environment, template_name = _template(options.template)
@@ -107,6 +109,10 @@ def render(options: RenderOptions) -> Rendered:
     arch = manifest.get("arch", "x86_64")
     if options.platform and options.platform not in PLATFORMS.values():
         raise UsageError(f"unknown --platform {options.platform!r}: use linux/amd64 or linux/arm64")
+    if options.platform and not options.from_image and options.platform != PLATFORMS.get(arch):
+        raise UsageError(f"--platform {options.platform} contradicts the stage at {options.stage_dir}, fetched for "
+                         f"{arch}: leave --platform out, or run extpack fetch --arch "
+                         f"{_arch_of(options.platform)}")
     cmd = options.cmd or ([options.handler or DEFAULT_HANDLERS[options.template]]
                           if options.template in DEFAULT_HANDLERS else [])
     values = {
@@ -148,6 +154,23 @@ def render(options: RenderOptions) -> Rendered:
     return Rendered(text, entry)
 
 
+def _arch_of(platform: str) -> str:
+    return next((arch for arch, name in PLATFORMS.items() if name == platform), platform)
+
+
+def _require_stage_of_lock(stage_dir: Path, manifest: dict, lock_path: Path) -> None:
+    """The Dockerfile's header names the lock: the stage must hold what that lock pins."""
+    from extpack.lock import read_lock
+
+    lock = read_lock(lock_path)
+    if lock is None:
+        return
+    if [layer.sha256 for layer in lock.layers] != [layer.get("sha256") for layer in manifest.get("layers", [])] \
+            or lock.arch != manifest.get("arch"):
+        raise DriftError(f"the stage is older than {lock_path.name}: run extpack fetch (the stage {stage_dir} holds "
+                         f"other layers than {lock_path} pins)")
+
+
 def _template(name: str):
     import jinja2
 
@@ -163,7 +186,15 @@ def _template(name: str):
     return jinja2.Environment(loader=loader, **common), path.name
 
 
+# Run from a source checkout (the tests, PYTHONPATH), the templates are the checkout's own
+# `dockerfiles/`, not those of whatever extpack is installed; a wheel carries them as
+# extpack.dockerfiles.
+_CHECKOUT_TEMPLATES = Path(__file__).resolve().parent.parent / "dockerfiles"
+
+
 def _builtin_text(name: str) -> str:
+    if "/" not in name and (_CHECKOUT_TEMPLATES / "_header.j2").is_file():
+        return (_CHECKOUT_TEMPLATES / name).read_text()
     return resources.files("extpack.dockerfiles").joinpath(name).read_text()
 
 

@@ -183,3 +183,38 @@ def test_no_link_gives_a_stage_of_its_own(run_extpack, tmp_path, layer_zips, fak
     (own / ".extpack/opt/extensions/demo-extension").chmod(0o700)
     run_extpack("render", "--output", "-", cwd=shared, check=True)
     assert (shared / ".extpack/opt/extensions/demo-extension").stat().st_mode & 0o777 == 0o755
+
+
+# --------------------------------------------------------------------------- wrong results: render
+
+
+def test_from_image_with_a_platform_pulls_that_platform_of_the_extension_image(run_extpack, tmp_path):
+    ref = "registry.example/team/extensions@sha256:" + "ab" * 32
+    text = run_extpack("render", "--from-image", ref, "--platform", "linux/arm64", "--output", "-", check=True).stdout
+    assert f"FROM --platform=linux/arm64 {ref} AS extpack-opt" in text
+    assert "FROM --platform=linux/arm64 public.ecr.aws/lambda/provided:al2023" in text
+
+
+def test_a_platform_that_contradicts_the_stage_is_refused(run_extpack, tmp_path, layer_zips):
+    run_extpack("fetch", layer_zips / "demo-extension.zip", check=True)
+    line = _error_line(run_extpack("render", "--platform", "linux/arm64", check=2))
+    assert "linux/arm64" in line and "x86_64" in line and "fetch --arch arm64" in line
+    assert not (tmp_path / "Dockerfile").exists()
+    run_extpack("render", "--platform", "linux/amd64", check=True)
+
+
+def test_render_after_lock_upgrade_asks_for_a_fetch(run_extpack, tmp_path, fake_lambda):
+    import make_layers
+
+    first = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    run_extpack("fetch", first.layer_arn, check=True)
+    run_extpack("render", check=True)
+    fake_lambda.add_layer("demo", make_layers.build("python-deps.zip"))
+    run_extpack("lock", first.layer_arn, "--upgrade", check=True)
+    before = (tmp_path / "Dockerfile").read_bytes()
+    line = _error_line(run_extpack("render", check=6))
+    assert "older than extpack.lock: run extpack fetch" in line
+    assert (tmp_path / "Dockerfile").read_bytes() == before
+    run_extpack("fetch", first.layer_arn, check=True)
+    run_extpack("render", check=True)
+    assert ":2 sha256:" in (tmp_path / "Dockerfile").read_text()
