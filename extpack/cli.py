@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--context", type=click.Path(path_type=Path, file_okay=False),
               help="The docker build context (default: the output's folder).")
 @click.option("--check", is_flag=True, help="Write nothing; exit 6 with a diff if the file on disk differs.")
-@click.option("--rie", is_flag=True, help="Add the Runtime Interface Emulator and an entry script (non-AWS bases).")
+@click.option("--rie/--no-rie", default=None, help="Add the Runtime Interface Emulator and an entry script "
+              "(non-AWS bases).")
 @click.option("--rie-binary", help="COPY the emulator from this context path instead of downloading it in the build.")
 @click.option("--copy", "copies", multiple=True, help="SRC:DEST, or STAGE:SRC:DEST from a build stage. Repeatable.")
 @click.option("--env", "env", multiple=True, help="NAME=VALUE for the final stage. Repeatable.")
@@ -196,33 +197,29 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
     from extpack.exceptions import UsageError
 
     config = _config(ctx)
-    env_pairs = []
-    for item in env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"bad --env {item!r}: use NAME=VALUE")
-        env_pairs.append((name, value))
-    output = output or str(config.get("output", "Dockerfile"))
-    options = rendering.RenderOptions(
-        stage_dir=_pick(stage_dir, config, "stage-dir", Path(".extpack")),
-        lock_path=_pick(lock_path, config, "lock", Path("extpack.lock")),
-        template=_pick(template, config, "template", "aws-base"),
-        base=_pick(base, config, "base"),
-        platform=_pick(platform, config, "platform"),
-        output=output,
-        context=context,
-        rie=rie,
-        rie_binary=rie_binary,
-        copies=[rendering.parse_copy(c) for c in copies],
-        env=env_pairs,
-        entrypoint=rendering.parse_command(entrypoint),
-        cmd=rendering.parse_command(cmd),
-        handler=handler,
-        app_dir=app_dir,
-        from_image=from_image,
-        command=_regenerate_command(ctx),
-    )
+    # Flags win over config; the header records these effective settings, however given.
+    options = rendering.options_from({
+        "stage-dir": _pick(stage_dir, config, "stage-dir", Path(".extpack")),
+        "lock": _pick(lock_path, config, "lock", Path("extpack.lock")),
+        "template": _pick(template, config, "template", "aws-base"),
+        "base": _pick(base, config, "base"),
+        "platform": _pick(platform, config, "platform"),
+        "output": str(_pick(output, config, "output", "Dockerfile")),
+        "context": _pick(context, config, "context"),
+        "rie": _pick(rie, config, "rie", False),
+        "rie-binary": _pick(rie_binary, config, "rie-binary"),
+        "copy": list(copies) or config.get("copy", []),
+        "env": list(env) or config.get("env", []),
+        "entrypoint": _pick(entrypoint, config, "entrypoint"),
+        "cmd": _pick(cmd, config, "cmd"),
+        "handler": _pick(handler, config, "handler"),
+        "app-dir": _pick(app_dir, config, "app-dir"),
+        "from-image": _pick(from_image, config, "from-image"),
+    })
+    output, context, from_image = options.output, options.context, options.from_image
     result = rendering.render(options)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if output == "-":
         click.echo(result.dockerfile, nl=False)
         if result.entry_script is not None:
@@ -247,31 +244,6 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
         rendering.refuse_hand_written(result, target)
     for path in rendering.write(result, target):
         click.echo(f"wrote {path}")
-
-
-def _regenerate_command(ctx: click.Context) -> str:
-    """The header's regenerate hint: the flags given on the command line, in a fixed order.
-
-    --check, --output -, --context and --verbose do not change what is written, so they are
-    left out: `render` and `render --check` must produce the same bytes.
-    """
-    import shlex
-
-    skipped = {"check", "context", "force"}
-    words = ["extpack", "render"]
-    for param in ctx.command.params:
-        if param.name in skipped or ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
-            continue
-        value = ctx.params[param.name]
-        if param.name == "output" and value in ("-", "Dockerfile"):
-            continue
-        flag = max(param.opts, key=len)
-        if getattr(param, "is_flag", False):
-            words.append(flag) if value else None
-        else:
-            for item in value if isinstance(value, (list, tuple)) else [value]:
-                words += [flag, str(item)]
-    return shlex.join(words)
 
 
 @cli.command(name="ls")

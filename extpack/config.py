@@ -21,7 +21,7 @@ CONFIG_FILE = "extpack.toml"
 PYPROJECT = "pyproject.toml"
 
 # key -> (python type, description) ; paths are resolved against the config file's folder.
-KEYS: dict[str, type] = {
+KEYS: dict[str, type | tuple[type, ...]] = {
     "layers": list,
     "stage-dir": str,
     "lock": str,
@@ -37,8 +37,21 @@ KEYS: dict[str, type] = {
     "output": str,
     "platform": str,
     "link": bool,
+    # render's flags, under the same names
+    "copy": list,
+    "env": list,
+    "entrypoint": (str, list),
+    "cmd": (str, list),
+    "rie": bool,
+    "rie-binary": str,
+    "handler": str,
+    "app-dir": str,
+    "from-image": str,
+    "context": str,
 }
-PATH_KEYS = {"stage-dir", "lock", "cache-dir", "output"}
+PATH_KEYS = {"stage-dir", "lock", "cache-dir", "output", "context"}
+STRING_LISTS = {"layers": "ARNs, .zip paths or URLs", "copy": "SRC:DEST or STAGE:SRC:DEST",
+                "env": "NAME=VALUE", "entrypoint": "the command's words", "cmd": "the command's words"}
 
 
 @dataclass
@@ -96,9 +109,10 @@ def _validate(table: dict, path: Path) -> dict:
         if key == "max-layer-size" and isinstance(value, int):
             continue
         if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
-            raise UsageError(f"key {key!r} in {where} must be a {expected.__name__}, not {type(value).__name__}")
-        if key == "layers" and not all(isinstance(item, str) for item in value):
-            raise UsageError(f"key 'layers' in {where} must be a list of strings (ARNs, .zip paths or URLs)")
+            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+            raise UsageError(f"key {key!r} in {where} must be a {names}, not {type(value).__name__}")
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise UsageError(f"key {key!r} in {where} must be a list of strings ({STRING_LISTS[key]})")
     return dict(table)
 
 

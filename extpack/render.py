@@ -76,8 +76,20 @@ def parse_copy(text: str) -> Copy:
     raise UsageError(f"bad --copy {text!r}: use SRC:DEST, or STAGE:SRC:DEST to copy from a build stage")
 
 
-def parse_command(text: str | None) -> list[str]:
-    """A JSON array as Docker writes it, or a shell-like string split into one."""
+def parse_env(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"bad --env {text!r}: use NAME=VALUE")
+    return name, value
+
+
+def parse_command(text: str | list | None) -> list[str]:
+    """A JSON array as Docker writes it, or a shell-like string split into one (a list, from
+    the config, is taken as it is)."""
+    if isinstance(text, list):
+        if not all(isinstance(v, str) for v in text):
+            raise UsageError(f"bad command {text!r}: give a list of strings or a plain command line")
+        return text
     if not text:
         return []
     text = text.strip()
@@ -92,6 +104,61 @@ def parse_command(text: str | None) -> list[str]:
             raise UsageError(f"bad command {text!r}: give a JSON array of strings or a plain command line")
         return value
     return shlex.split(text)
+
+
+# Render's settings in the order the regenerate command names them, with their defaults.
+_SETTING_DEFAULTS = {"stage-dir": ".extpack", "lock": "extpack.lock", "template": "aws-base", "base": None,
+                     "platform": None, "output": "Dockerfile", "context": None, "rie": False, "rie-binary": None,
+                     "copy": [], "env": [], "entrypoint": None, "cmd": None, "handler": None, "app-dir": None,
+                     "from-image": None}
+
+
+def options_from(settings: dict) -> RenderOptions:
+    """RenderOptions from the effective settings (flags over config over defaults), keyed as
+    the config names them; the header's command is made from them, not from the command line."""
+    copies = [parse_copy(text) for text in settings["copy"]]
+    env = [parse_env(text) for text in settings["env"]]
+    entrypoint, cmd = parse_command(settings["entrypoint"]), parse_command(settings["cmd"])
+    # One spelling a setting, so a flag and the same config key give the same header.
+    canonical = {**settings, "copy": [":".join(filter(None, (c.stage, c.src, c.dest))) for c in copies],
+                 "env": [f"{name}={value}" for name, value in env],
+                 "entrypoint": _command_text(entrypoint), "cmd": _command_text(cmd)}
+    return RenderOptions(
+        stage_dir=Path(settings["stage-dir"]), lock_path=Path(settings["lock"]), template=str(settings["template"]),
+        base=settings["base"], platform=settings["platform"], output=settings["output"],
+        context=Path(settings["context"]) if settings["context"] else None, rie=bool(settings["rie"]),
+        rie_binary=settings["rie-binary"], copies=copies, env=env, entrypoint=entrypoint, cmd=cmd,
+        handler=settings["handler"], app_dir=settings["app-dir"], from_image=settings["from-image"],
+        command=regenerate_command(canonical))
+
+
+def _command_text(words: list[str]) -> str | None:
+    """A command as a plain line when no word needs quoting, else as a JSON array."""
+    import json
+
+    if not words:
+        return None
+    plain = " ".join(words)
+    return plain if shlex.join(words) == plain else json.dumps(words)
+
+
+def regenerate_command(settings: dict) -> str:
+    """`extpack render` with every setting that is not its default, in a fixed order.
+
+    --check, --force and --output - do not change what is written: they are left out, so
+    `render` and `render --check` produce the same bytes.
+    """
+    words = ["extpack", "render"]
+    for key, default in _SETTING_DEFAULTS.items():
+        value = settings.get(key)
+        if value in (None, False, [], ()) or str(value) == str(default) or (key == "output" and value == "-"):
+            continue
+        if value is True:
+            words.append(f"--{key}")
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            words += [f"--{key}", str(item)]
+    return shlex.join(words)
 
 
 def render(options: RenderOptions) -> Rendered:

@@ -218,3 +218,42 @@ def test_render_after_lock_upgrade_asks_for_a_fetch(run_extpack, tmp_path, fake_
     run_extpack("fetch", first.layer_arn, check=True)
     run_extpack("render", check=True)
     assert ":2 sha256:" in (tmp_path / "Dockerfile").read_text()
+
+
+RENDER_SETTINGS = [("copy", ["build:/main:/main", "config.json:/etc/app.json"]), ("env", ["LOG_LEVEL=debug"]),
+                   ("entrypoint", "/main"), ("cmd", "serve --port 8080"), ("rie", True),
+                   ("rie-binary", "bin/aws-lambda-rie"), ("app-dir", "src"), ("context", ".")]
+
+
+def _flags(settings) -> list[str]:
+    words = []
+    for key, value in settings:
+        for item in value if isinstance(value, list) else [value]:
+            words += [f"--{key}"] + ([] if item is True else [item])
+    return words
+
+
+def test_every_render_flag_is_a_config_key_and_gives_the_same_bytes(run_extpack, tmp_path, layer_zips):
+    shutil.copyfile(layer_zips / "demo-extension.zip", tmp_path / "demo.zip")
+    run_extpack("fetch", "demo.zip", check=True)
+    run_extpack("render", *_flags(RENDER_SETTINGS), "--handler", "app.handler", "--template", "python", check=True)
+    by_flags = (tmp_path / "Dockerfile").read_bytes()
+    assert b"--context ." in by_flags and b"--copy config.json:/etc/app.json" in by_flags
+    (tmp_path / "Dockerfile").unlink()
+
+    config = 'layers = ["demo.zip"]\ntemplate = "python"\nhandler = "app.handler"\n'
+    config += "".join(f"{key} = {json.dumps(value)}\n" for key, value in RENDER_SETTINGS)
+    (tmp_path / "extpack.toml").write_text(config)
+    run_extpack("render", "--check", check=6)  # nothing on disk yet
+    run_extpack("render", check=True)
+    assert (tmp_path / "Dockerfile").read_bytes() == by_flags
+    run_extpack("render", "--check", check=True)
+    # A flag still wins over the config, and the header then says so.
+    drift = run_extpack("render", "--check", "--cmd", "other", check=6)
+    assert "+CMD [\"other\"]" in drift.stdout and "--cmd other" in drift.stdout
+
+
+def test_a_bad_render_key_in_the_config_names_the_key(run_extpack, tmp_path):
+    (tmp_path / "extpack.toml").write_text('copy = "a:b"\n')
+    line = _error_line(run_extpack("render", check=2))
+    assert "'copy'" in line and "list" in line
