@@ -172,7 +172,7 @@ def render(options: RenderOptions) -> Rendered:
     context_dir = (options.context or _output_dir(options.output)).absolute()
     environment, template_name = _template(options.template)
     builtin = options.template in BUILTIN
-    rie = options.rie or options.template == "alpine-rie"
+    rie = options.rie or options.template == "alpine-rie" or _extends_alpine_rie(environment, template_name)
     arch = manifest.get("arch", "x86_64")
     if options.platform and options.platform not in PLATFORMS.values():
         raise UsageError(f"unknown --platform {options.platform!r}: use linux/amd64 or linux/arm64")
@@ -218,7 +218,43 @@ def render(options: RenderOptions) -> Rendered:
     # Templates stay readable with their own spacing; the output gets at most one blank line.
     text = re.sub(r"\n{3,}", "\n\n", text.strip("\n")) + "\n"
     entry = _builtin_text("entry.sh") if rie else None
-    return Rendered(text, entry)
+    return Rendered(text, entry, () if builtin else tuple(_dropped_settings(options, cmd, rie, text)))
+
+
+def _extends_alpine_rie(environment, template_name: str) -> bool:
+    """A user template built on alpine-rie needs the emulator and entry script as alpine-rie does."""
+    import jinja2
+    from jinja2 import meta
+
+    try:
+        source = environment.loader.get_source(environment, template_name)[0]
+        referenced = set(meta.find_referenced_templates(environment.parse(source)))
+    except jinja2.TemplateError:
+        return False  # rendering reports the template's own error
+    return bool(referenced & {"alpine-rie", BUILTIN["alpine-rie"][0]})
+
+
+def _dropped_settings(options: RenderOptions, cmd: list[str], rie: bool, text: str) -> list[str]:
+    """What a user template left out of the Dockerfile although it was asked for: said, never dropped."""
+    import json
+
+    lines = text.splitlines()
+    last = {word: next((line for line in reversed(lines) if line.startswith(word + " ")), "")
+            for word in ("ENTRYPOINT", "CMD")}
+    missing = [f"--copy {':'.join(filter(None, (c.stage, c.src, c.dest)))}" for c in options.copies
+               if f"COPY {'--from=' + c.stage + ' ' if c.stage else ''}{c.src} {c.dest}" not in lines]
+    missing += [f"--env {name}" for name, _ in options.env if not any(line.startswith(f"ENV {name}=") for line in lines)]
+    if options.entrypoint and ", ".join(map(json.dumps, options.entrypoint)) not in last["ENTRYPOINT"]:
+        missing.append("--entrypoint")
+    if cmd and last["CMD"] != f"CMD {json.dumps(cmd)}":
+        missing.append("--cmd")
+    where = f"the template {options.template}"
+    warnings = [f"{where} leaves out {', '.join(missing)} (its app block replaces extpack's): add "
+                '{% include "_app.j2" %} to the block, or write them there'] if missing else []
+    if rie and not last["ENTRYPOINT"].startswith('ENTRYPOINT ["/extpack-entry.sh"'):
+        warnings.append(f"{where} has an ENTRYPOINT that does not run /extpack-entry.sh, so the Runtime Interface "
+                        'Emulator never starts: begin it with "/extpack-entry.sh", or leave it to --entrypoint')
+    return warnings
 
 
 def _arch_of(platform: str) -> str:

@@ -257,3 +257,46 @@ def test_a_bad_render_key_in_the_config_names_the_key(run_extpack, tmp_path):
     (tmp_path / "extpack.toml").write_text('copy = "a:b"\n')
     line = _error_line(run_extpack("render", check=2))
     assert "'copy'" in line and "list" in line
+
+
+# --------------------------------------------------------------------------- wrong results: user templates
+
+
+def _template_project(run_extpack, tmp_path: Path, layer_zips: Path, template: str) -> None:
+    shutil.copyfile(layer_zips / "demo-extension.zip", tmp_path / "demo.zip")
+    run_extpack("fetch", "demo.zip", check=True)
+    (tmp_path / "mine.Dockerfile.j2").write_text(template)
+
+
+def test_a_template_app_block_that_drops_settings_is_warned_about(run_extpack, tmp_path, layer_zips):
+    _template_project(run_extpack, tmp_path, layer_zips,
+                      '{% extends "aws-base" %}\n{% block app %}\nCOPY --from=build /main /main\n{% endblock %}\n')
+    result = run_extpack("render", "--template", "mine.Dockerfile.j2", "--copy", "config.json:/etc/app.json",
+                         "--env", "LOG_LEVEL=debug", "--cmd", "serve", "--entrypoint", "/main", check=True)
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1, result.stderr
+    for dropped in ("--copy config.json:/etc/app.json", "--env LOG_LEVEL", "--entrypoint", "--cmd", "_app.j2"):
+        assert dropped in warning[0]
+    # A block that keeps extpack's part (or writes the same lines) is not warned about.
+    (tmp_path / "mine.Dockerfile.j2").write_text('{% extends "aws-base" %}\n{% block app %}\nRUN true\n'
+                                                 '{% include "_app.j2" %}\n{% endblock %}\n')
+    quiet = run_extpack("render", "--template", "mine.Dockerfile.j2", "--copy", "config.json:/etc/app.json",
+                        "--env", "LOG_LEVEL=debug", "--cmd", "serve", "--entrypoint", "/main", "--force", check=True)
+    assert "warning" not in quiet.stderr
+
+
+def test_rie_with_a_template_entrypoint_that_bypasses_the_entry_script_is_warned_about(run_extpack, tmp_path,
+                                                                                       layer_zips):
+    _template_project(run_extpack, tmp_path, layer_zips,
+                      '{% extends "aws-base" %}\n{% block app %}\nENTRYPOINT ["/main"]\n{% endblock %}\n')
+    result = run_extpack("render", "--template", "mine.Dockerfile.j2", "--rie", check=True)
+    assert "/extpack-entry.sh" in result.stderr and "Emulator never starts" in result.stderr
+
+
+def test_a_template_extending_alpine_rie_keeps_the_emulator(run_extpack, tmp_path, layer_zips):
+    _template_project(run_extpack, tmp_path, layer_zips,
+                      '{% extends "alpine-rie" %}\n{% block build %}\nFROM golang:1.22 AS build\n{% endblock %}\n')
+    result = run_extpack("render", "--template", "mine.Dockerfile.j2", "--entrypoint", "/main", check=True)
+    text = (tmp_path / "Dockerfile").read_text()
+    assert "/usr/bin/aws-lambda-rie" in text and 'ENTRYPOINT ["/extpack-entry.sh", "/main"]' in text
+    assert os.access(tmp_path / "extpack-entry.sh", os.X_OK) and "warning" not in result.stderr
