@@ -300,3 +300,21 @@ def test_a_template_extending_alpine_rie_keeps_the_emulator(run_extpack, tmp_pat
     text = (tmp_path / "Dockerfile").read_text()
     assert "/usr/bin/aws-lambda-rie" in text and 'ENTRYPOINT ["/extpack-entry.sh", "/main"]' in text
     assert os.access(tmp_path / "extpack-entry.sh", os.X_OK) and "warning" not in result.stderr
+
+
+# --------------------------------------------------------------------------- wrong results: fetch
+
+
+def test_a_first_fetch_uses_a_zip_the_cache_already_holds_by_content(run_extpack, tmp_path, fake_lambda):
+    import make_layers
+
+    data = make_layers.build("demo-extension.zip")
+    first = fake_lambda.add_layer("demo", data)
+    same = fake_lambda.add_layer("demo-copy", data)  # the same bytes published under another name
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    run_extpack("fetch", first.arn, cwd=tmp_path / "a", check=True)
+    fake_lambda.clear_requests()
+    result = run_extpack("fetch", same.arn, "--json", cwd=tmp_path / "b", check=True)
+    assert fake_lambda.download_calls == []
+    assert json.loads(result.stdout)["layers"][0]["from_cache"] is True
+    assert (tmp_path / "b" / EXTENSION).is_file()
