@@ -25,12 +25,14 @@ from extpack.exceptions import DownloadError, DriftError, UsageError
 from extpack.lock import Lock, LockedLayer, read_lock
 from extpack.overlay import StageTree
 from extpack.resolve import LambdaResolver
+from extpack.rootfs import StageView, TreeView
 from extpack.source import Source, parse_source
 from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
 
 ARCHITECTURES = ("x86_64", "arm64")
 DEFAULT_JOBS = 4
 INTERRUPT_GRACE = 2.0  # seconds an interrupted fetch waits for its workers to stop
+_DOCTOR_FIX_ADVICE = ", or run extpack doctor --fix"
 
 
 class Progress:
@@ -238,6 +240,7 @@ class Fetcher:
             return None
         if not self.options.link and _shares_inodes(self.options.stage_dir / "opt"):
             return None  # link = false asks for a stage of its own: copy the files this time
+        warnings = self._doctor(StageView(self.options.stage_dir), manifest)  # --strict holds here too
         # Make sees the stage as fresh again (Makefiles depend on manifest.json, not on opt/).
         os.utime(self.options.stage_dir / staging.MANIFEST_NAME)
         new_lock = Lock(self.options.arch, tuple(pins))
@@ -248,6 +251,8 @@ class Fetcher:
         layers = [LayerSummary(i, pin, s.display, layer["files"], layer["unzipped_size"], True)
                   for i, (pin, s, layer) in enumerate(zip(pins, sources, manifest["layers"]))]
         return FetchResult(self.options.stage_dir, self.options.lock_path, self.options.arch, layers,
+                           overrides=_overrides_of(manifest),
+                           warnings=warnings,
                            files=len(manifest["files"]), total_size=manifest["total_size"], unchanged=True,
                            lock_changed=lock_changed)
 
@@ -287,7 +292,7 @@ class Fetcher:
                 records.append(_layer_record(index, source, item.locked, added.files, added.unzipped_size))
             tree.finish()
             manifest = staging.manifest_json(tree, options.arch, records, options.max_layer_size)
-            result.warnings = self._doctor(build_dir, tree, manifest)
+            result.warnings = self._doctor(TreeView(build_dir, tree.nodes), manifest)
             for scratch in (self._scratch, self._unpacked):
                 if scratch.exists():
                     staging.discard(scratch)
@@ -371,21 +376,23 @@ class Fetcher:
         with self._temps_lock:
             self._temps.discard(temp)
 
-    def _doctor(self, build_dir: Path, tree: StageTree, manifest: dict) -> list[str]:
-        """doctor's checks on the new stage: errors stop the fetch, warnings are returned."""
+    def _doctor(self, view, manifest: dict) -> list[str]:
+        """doctor's checks on a stage (the new one, or the unchanged one): errors stop the fetch,
+        warnings are returned."""
         from extpack.doctor import ERROR, WARNING, diagnose
         from extpack.exceptions import LayerContentError
-        from extpack.rootfs import TreeView
 
-        findings = diagnose(TreeView(build_dir, tree.nodes), self.options.arch, manifest)
+        findings = diagnose(view, self.options.arch, manifest)
         blocking = [f for f in findings if f.severity == ERROR or (self.options.strict and f.severity == WARNING)]
         if blocking:
             first = blocking[0]
-            node = tree.nodes.get(first.path[len("opt/"):]) if first.path else None
-            layer = tree.layer_names[node.layer] if node is not None else None
+            entry = next((f for f in manifest["files"] if f"opt/{f['path']}" == first.path), None) \
+                if first.path else None
+            layer = manifest["layers"][entry["layer"]]["source"] if entry is not None else None
             more = f" ({len(blocking) - 1} more: see extpack doctor)" if len(blocking) > 1 else ""
             where = f"/{first.path}: " if first.path else ""
-            fix = first.fix if first.severity == ERROR else \
+            # A refused layer is never staged, so there is nothing for doctor --fix to fix.
+            fix = first.fix.replace(_DOCTOR_FIX_ADVICE, "") if first.severity == ERROR else \
                 "fix the modes in the layer zip, or fetch without --strict and run extpack doctor --fix"
             raise LayerContentError(f"{where}{first.message}; fix: {fix}{more}", layer=layer)
         return [f"/{f.path}: {f.message}" if f.path else f.message for f in findings if f.severity == WARNING]
@@ -520,6 +527,15 @@ def _sharing(cache: Cache, build_dir: Path, allow_hard_links: bool):
         return sharing(probe / "probe", build_dir, allow_hard_links=allow_hard_links)
     finally:
         staging.discard(probe)
+
+
+def _overrides_of(manifest: dict) -> list[tuple[str, int, int]]:
+    """(path, layer, the layer it replaced) for every override the manifest records, as a build reports them."""
+    found = []
+    for entry in manifest["files"]:
+        chain = [*entry.get("overrode", []), entry["layer"]]
+        found += [(entry["path"], later, earlier) for earlier, later in zip(chain, chain[1:])]
+    return sorted(found, key=lambda item: (item[1], item[0]))
 
 
 def _shares_inodes(opt: Path) -> bool:

@@ -318,3 +318,34 @@ def test_a_first_fetch_uses_a_zip_the_cache_already_holds_by_content(run_extpack
     assert fake_lambda.download_calls == []
     assert json.loads(result.stdout)["layers"][0]["from_cache"] is True
     assert (tmp_path / "b" / EXTENSION).is_file()
+
+
+def test_the_up_to_date_fast_path_keeps_the_overrides_report_and_strict(run_extpack, tmp_path, layer_zips):
+    from make_layers import ZipBuilder
+
+    for name in ("override-a.zip", "override-b.zip"):
+        shutil.copyfile(layer_zips / name, tmp_path / name)
+    (tmp_path / "private.zip").write_bytes(ZipBuilder().dir("data").file("data/secret.json", "{}\n", 0o600)
+                                           .getvalue())
+    args = ["fetch", "override-a.zip", "override-b.zip", "private.zip"]
+    built = run_extpack(*args, check=True)
+    again = run_extpack(*args, check=True)
+    assert "up to date" in again.stderr + again.stdout
+    reported = [line for line in built.stderr.splitlines() if "overrid" in line or line.startswith("warning:")]
+    assert reported and reported == [line for line in again.stderr.splitlines()
+                                     if "overrid" in line or line.startswith("warning:")]
+    assert any("secret.json" in line for line in reported)
+    before = tree_snapshot(tmp_path)
+    line = _error_line(run_extpack(*args, "--strict", check=5))
+    assert "secret.json" in line
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_a_refused_layer_is_not_sent_to_doctor_fix(run_extpack, tmp_path):
+    from make_layers import ZipBuilder
+
+    (tmp_path / "ext.zip").write_bytes(ZipBuilder().dir("extensions").file("extensions/probe", "#!/bin/sh\n", 0o750)
+                                       .getvalue())
+    line = _error_line(run_extpack("fetch", "ext.zip", check=5))
+    assert "chmod 0755" in line and "doctor --fix" not in line
+    assert not (tmp_path / ".extpack").exists()
