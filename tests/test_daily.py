@@ -349,3 +349,81 @@ def test_a_refused_layer_is_not_sent_to_doctor_fix(run_extpack, tmp_path):
     line = _error_line(run_extpack("fetch", "ext.zip", check=5))
     assert "chmod 0755" in line and "doctor --fix" not in line
     assert not (tmp_path / ".extpack").exists()
+
+
+# --------------------------------------------------------------------------- wrong results: network errors
+
+
+@pytest.fixture
+def self_signed_https(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate no client trusts; counts requests."""
+    import http.server
+    import ssl
+    import threading
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_tls_certificate_error_is_not_retried_and_says_certificate(run_extpack, self_signed_https, aws_env):
+    url, _ = self_signed_https
+    env = dict(aws_env, EXTPACK_RETRY_BACKOFF="5")  # a retry would show as a long run
+    import time
+
+    started = time.monotonic()
+    line = _error_line(run_extpack("fetch", f"{url}/layer.zip", env=env, check=4))
+    assert "certificate" in line and "after 5 attempts" not in line
+    assert time.monotonic() - started < 5
+    api = _error_line(run_extpack("fetch", "arn:aws:lambda:us-east-1:123456789012:layer:demo:1",
+                                  "--endpoint-url", url, env=dict(env, AWS_MAX_ATTEMPTS="1"), check=3))
+    assert "certificate" in api and url in api
+
+
+@pytest.mark.parametrize("where", ["flag", "env"])
+def test_a_malformed_endpoint_url_is_a_usage_error_naming_it(run_extpack, aws_env, where):
+    arn = "arn:aws:lambda:us-east-1:123456789012:layer:demo:1"
+    if where == "flag":
+        result = run_extpack("fetch", arn, "--endpoint-url", "http://[bad", check=2)
+    else:
+        result = run_extpack("fetch", arn, env=dict(aws_env, AWS_ENDPOINT_URL_LAMBDA="not a url"), check=2)
+    line = _error_line(result)
+    assert ("http://[bad" if where == "flag" else "not a url") in line and "internal error" not in line
+
+
+def test_a_url_that_serves_an_error_page_fails_at_once_with_one_message(run_extpack, fake_lambda, aws_env):
+    import boto3
+    import make_layers
+
+    layer = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    client = boto3.client("lambda", region_name="us-east-1", endpoint_url=fake_lambda.endpoint,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    url = client.get_layer_version_by_arn(Arn=layer.arn)["Content"]["Location"]
+    fake_lambda.inject("html", layer=layer.arn, times=50)
+    fake_lambda.clear_requests()
+    line = _error_line(run_extpack("fetch", url, env=dict(aws_env, EXTPACK_RETRY_BACKOFF="0.01"), check=4))
+    assert "text/html instead of a zip" in line and "check that the URL" in line
+    assert "network" not in line and "attempts" not in line
+    assert len(fake_lambda.download_calls) == 2
