@@ -65,11 +65,19 @@ def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False
     from extpack.fetch import DEFAULT_JOBS, FetchOptions
     from extpack.unpack import DEFAULT_MAX_LAYER_SIZE
 
+    from extpack.lock import read_lock
+
     config = _config(ctx)
+    if sources and config.get("layers"):
+        click.echo(f"warning: using the {len(sources)} layer(s) given on the command line instead of the "
+                   f"{len(config.get('layers'))} listed in {config.path}; the lock will hold these", err=True)
+    lock_path = _pick(lock_path, config, "lock", Path("extpack.lock"))
+    if arch is None and config.get("arch") is None:  # the lock's arch sticks until --arch or the config says otherwise
+        arch = getattr(read_lock(lock_path), "arch", None)
     return FetchOptions(
         sources=list(sources) or list(config.get("layers", [])),
         stage_dir=_pick(stage_dir, config, "stage-dir", Path(".extpack")),
-        lock_path=_pick(lock_path, config, "lock", Path("extpack.lock")),
+        lock_path=lock_path,
         frozen=frozen,
         arch=_pick(arch, config, "arch", "x86_64"),
         profile=_pick(profile, config, "profile"),
@@ -428,10 +436,11 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    # stdout is the digest alone, for DIGEST=$(extpack image ...); what was done goes to stderr.
     if output is not None:
-        click.echo(f"wrote {image_format} {output} ({tag}) {report['digest']}")
+        click.echo(f"wrote {image_format} {output} ({tag}) {report['digest']}", err=True)
     if push_ref is not None:
-        click.echo(f"pushed {report['pushed']['reference']}")
+        click.echo(f"pushed {report['pushed']['reference']}", err=True)
     click.echo(report["digest"])
 
 

@@ -58,12 +58,15 @@ STRING_LISTS = {"layers": "ARNs, .zip paths or URLs", "copy": "SRC:DEST or STAGE
 class Config:
     path: Path | None = None
     values: dict[str, object] = field(default_factory=dict)
+    found_upwards: bool = False  # found from a subfolder: default paths are the config folder's too
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path(".")
 
     def get(self, key: str, default=None):
+        if key not in self.values and key in PATH_KEYS and default is not None and self.found_upwards:
+            return self.base_dir / default  # run from a subfolder, the project's stage and lock are still its own
         value = self.values.get(key, default)
         if key in self.values and isinstance(value, str) and (
                 key in PATH_KEYS or (key == "template" and value.endswith(".j2"))):
@@ -78,16 +81,24 @@ def load_config(explicit: Path | None = None, cwd: Path | None = None) -> Config
             raise UsageError(f"config file {explicit} does not exist")
         table = _read(explicit, pyproject=explicit.name == PYPROJECT)
         return Config(explicit, _validate(table, explicit))
+    # From the current folder up, as git finds its repository: extpack runs from a subfolder too.
     cwd = cwd or Path(".")
-    candidate = cwd / CONFIG_FILE
-    if candidate.is_file():
-        return Config(candidate, _validate(_read(candidate, pyproject=False), candidate))
-    pyproject = cwd / PYPROJECT
-    if pyproject.is_file():
-        table = _read(pyproject, pyproject=True)
-        if table:
-            return Config(pyproject, _validate(table, pyproject))
+    for folder in [cwd, *(_relative_parents(cwd))]:
+        candidate = folder / CONFIG_FILE
+        if candidate.is_file():
+            return Config(candidate, _validate(_read(candidate, pyproject=False), candidate), folder != cwd)
+        pyproject = folder / PYPROJECT
+        if pyproject.is_file():
+            table = _read(pyproject, pyproject=True)
+            if table:
+                return Config(pyproject, _validate(table, pyproject), folder != cwd)
     return Config()
+
+
+def _relative_parents(cwd: Path) -> list[Path]:
+    """`..`, `../..`, ... up to the root, spelled relative to cwd (so config paths stay short)."""
+    depth = len(cwd.absolute().parents)
+    return [Path(*[".."] * level) for level in range(1, depth + 1)]
 
 
 def _read(path: Path, *, pyproject: bool) -> dict:

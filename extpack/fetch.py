@@ -130,12 +130,14 @@ class Fetcher:
 
     def run(self) -> FetchResult:
         options = self.options
+        lock = read_lock(options.lock_path)
+        if not options.sources and options.frozen and lock is not None:  # the lock alone is enough for CI
+            options.sources = [layer.source for layer in lock.layers]
         sources = [parse_source(text, base_dir=options.base_dir) for text in options.sources]
         if not sources:
-            raise UsageError("no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
+            raise UsageError(f"no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
                              "'layers' in extpack.toml")
         self._check_stage_dir()
-        lock = read_lock(options.lock_path)
         if options.frozen:
             pins = self._frozen_pins(sources, lock)
         else:

@@ -427,3 +427,37 @@ def test_a_url_that_serves_an_error_page_fails_at_once_with_one_message(run_extp
     assert "text/html instead of a zip" in line and "check that the URL" in line
     assert "network" not in line and "attempts" not in line
     assert len(fake_lambda.download_calls) == 2
+
+
+# --------------------------------------------------------------------------- friction
+
+
+def test_the_config_is_found_from_a_subfolder(run_extpack, tmp_path, layer_zips):
+    project = _project(tmp_path, layer_zips)
+    (project / "extpack.toml").write_text('layers = ["demo.zip"]\noutput = "Dockerfile.extpack"\n')
+    run_extpack("fetch", cwd=project / "src", check=True)
+    assert (project / ".extpack" / "manifest.json").is_file() and (project / "extpack.lock").is_file()
+    assert not (project / "src" / ".extpack").exists()
+    run_extpack("render", cwd=project / "src", check=True)
+    assert "COPY .extpack/opt /opt" in (project / "Dockerfile.extpack").read_text()
+    run_extpack("verify", cwd=project / "src", check=True)
+
+
+def test_the_locks_arch_sticks_and_frozen_needs_only_the_lock(run_extpack, tmp_path, layer_zips):
+    shutil.copyfile(layer_zips / "elf-arm64.zip", tmp_path / "arm.zip")
+    run_extpack("fetch", "arm.zip", "--arch", "arm64", check=True)
+    run_extpack("fetch", "arm.zip", check=True)  # not x86_64 again: the lock says arm64
+    assert json.loads((tmp_path / ".extpack" / "manifest.json").read_text())["arch"] == "arm64"
+    shutil.rmtree(tmp_path / ".extpack")
+    run_extpack("fetch", "--frozen", check=True)  # no config, no source: the lock is the truth
+    assert json.loads((tmp_path / ".extpack" / "manifest.json").read_text())["arch"] == "arm64"
+
+
+def test_a_source_on_the_command_line_in_a_configured_project_is_said(run_extpack, tmp_path, layer_zips):
+    project = _project(tmp_path, layer_zips)
+    shutil.copyfile(layer_zips / "python-deps.zip", project / "deps.zip")
+    (project / "extpack.toml").write_text('layers = ["demo.zip", "deps.zip"]\n')
+    result = run_extpack("fetch", "deps.zip", cwd=project, check=True)
+    assert "instead of the 2 listed in" in result.stderr and "extpack.toml" in result.stderr
+    quiet = run_extpack("fetch", cwd=project, check=True)
+    assert "instead of" not in quiet.stderr
