@@ -461,3 +461,70 @@ def test_a_source_on_the_command_line_in_a_configured_project_is_said(run_extpac
     assert "instead of the 2 listed in" in result.stderr and "extpack.toml" in result.stderr
     quiet = run_extpack("fetch", cwd=project, check=True)
     assert "instead of" not in quiet.stderr
+
+
+# --------------------------------------------------------------------------- docs
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str, str]]:
+    """(the line before the block, its info string, its body) for every fenced block."""
+    import re
+
+    return [(m.group(1), m.group(2), m.group(3))
+            for m in re.finditer(r"(?m)^([^\n]*)\n```(\w*)\n(.*?)^```$", text, re.S)]
+
+
+def _extpack_shell(tmp_path: Path) -> Path:
+    """A folder with an `extpack` on PATH that runs this checkout's code."""
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "extpack").write_text(f'#!/bin/sh\nexec {sys.executable} -m extpack "$@"\n')
+    (bin_dir / "extpack").chmod(0o755)
+    return bin_dir
+
+
+def test_the_readmes_runnable_examples_run(tmp_path, aws_env):
+    runnable = [body for before, info, body in _fenced_blocks(README.read_text()) if before == "<!-- runnable -->"]
+    assert runnable, "the README marks no block as runnable"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures", tmp_path / "fixtures")
+    env = dict(aws_env, PATH=f"{_extpack_shell(tmp_path)}:{os.environ['PATH']}")
+    for body in runnable:
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", body], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{body}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        assert "sha256:" in result.stdout
+
+
+def test_the_readmes_go_example_renders_as_it_says(run_extpack, tmp_path, layer_zips):
+    blocks = _fenced_blocks(README.read_text())
+    template = next(body for _, info, body in blocks if info == "jinja" and "go.Dockerfile.j2" in body)
+    command = next(body for _, info, body in blocks if body.startswith("extpack render --template go.Dockerfile.j2"))
+    (tmp_path / "go.Dockerfile.j2").write_text(template)
+    shutil.copyfile(layer_zips / "demo-extension.zip", tmp_path / "demo.zip")
+    run_extpack("fetch", "demo.zip", check=True)
+    import shlex
+
+    result = run_extpack(*shlex.split(command)[1:], "--output", "-", check=True)
+    assert "FROM golang:1.22 AS build" in result.stdout
+    assert "COPY --from=build /main /main" in result.stdout and 'ENTRYPOINT ["/main"]' in result.stdout
+    assert "warning" not in result.stderr
+
+
+def test_the_readme_names_no_missing_file_and_says_how_to_install():
+    text = README.read_text()
+    root = README.parent
+    assert "DESIGN.md" not in text or (root / "DESIGN.md").is_file()
+    assert "## Install" in text and "pipx install" in text and "uv tool install" in text
+
+
+def test_the_ci_example_installs_this_project():
+    import yaml
+
+    workflow = yaml.safe_load((README.parent / "examples/.github/workflows/build.yml").read_text())
+    installs = [step["run"] for job in workflow["jobs"].values() for step in job["steps"]
+                if "install" in step.get("run", "")]
+    assert installs and all("git+" in run for run in installs)
