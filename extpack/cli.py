@@ -449,13 +449,15 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
 @click.option("--upgrade", "upgrade_all", is_flag=True, help="Move unversioned layer ARNs to their newest version.")
 @click.option("--layer", "upgrade_only", multiple=True,
               help="With --upgrade: only this layer (name or ARN). Repeatable.")
+@click.option("--to-latest", is_flag=True, help="With --upgrade: move versioned layer ARNs to their newest version "
+              "too (ListLayerVersions).")
 @click.option("--lock", "lock_path", type=click.Path(path_type=Path), help="Lock file (default extpack.lock).")
 @click.option("--arch", type=ARCH_CHOICE, help="Target CPU (default x86_64).")
 @click.option("--profile", help="AWS profile.")
 @click.option("--endpoint-url", help="Lambda API endpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def lock_command(ctx, sources, upgrade_all, upgrade_only, lock_path, arch, profile, endpoint_url, as_json):
+def lock_command(ctx, sources, upgrade_all, upgrade_only, to_latest, lock_path, arch, profile, endpoint_url, as_json):
     """Resolve the layers and write the lock without staging them (--upgrade moves pins)."""
     import json
 
@@ -463,11 +465,11 @@ def lock_command(ctx, sources, upgrade_all, upgrade_only, lock_path, arch, profi
     from extpack.fetch import Fetcher
     from extpack.report import lock_changes
 
-    if upgrade_only and not upgrade_all:
-        raise UsageError("--layer goes with --upgrade")
+    if (upgrade_only or to_latest) and not upgrade_all:
+        raise UsageError("--layer and --to-latest go with --upgrade")
     options = _fetch_options(ctx, sources, lock_path=lock_path, arch=arch, profile=profile,
                              endpoint_url=endpoint_url)
-    old, new = Fetcher(options).lock_only(list(upgrade_only) if upgrade_all else None)
+    old, new = Fetcher(options).lock_only(list(upgrade_only) if upgrade_all else None, to_latest=to_latest)
     changes = lock_changes(old, new)
     if as_json:
         click.echo(json.dumps({"schema": "extpack.lock-changes/v1", "lock": str(options.lock_path),

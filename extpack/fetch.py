@@ -161,11 +161,12 @@ class Fetcher:
                                   what="a stage made by extpack fetch (no extpack manifest.json)",
                                   option="--stage-dir", protected=protected)
 
-    def lock_only(self, upgrade: list[str] | None = None) -> tuple[Lock | None, Lock]:
+    def lock_only(self, upgrade: list[str] | None = None, to_latest: bool = False) -> tuple[Lock | None, Lock]:
         """Resolve and write the lock without staging: `extpack lock [--upgrade [LAYER ...]]`.
 
         `upgrade` None keeps every pin; an empty list moves every unversioned ARN to its newest
-        version; names or ARNs limit the upgrade to those layers.
+        version; names or ARNs limit the upgrade to those layers. `to_latest` moves versioned
+        ARNs too (the lock then pins a newer version than the config names).
         """
         from extpack.atomic import write_atomically
 
@@ -173,17 +174,20 @@ class Fetcher:
         if not sources:
             raise UsageError("no layers to lock: give layer ARNs, .zip paths or URLs, or list them in extpack.toml")
         for item in upgrade or []:
-            if not any(_wants_upgrade(source, [item]) for source in sources):
+            if not any(_wants_upgrade(source, [item], to_latest) for source in sources):
                 raise UsageError(f"--layer {item!r} matches no layer ARN without a version: only those can be "
-                                 "upgraded (give the name or ARN as listed)")
+                                 "upgraded (give the name or ARN as listed, or add --to-latest for a versioned "
+                                 "ARN)")
         old = read_lock(self.options.lock_path)
         usable = old if old is not None and old.arch == self.options.arch else None
         entries = []
         for index, source in enumerate(sources):
             pin = usable.find(source.display) if usable else None
-            if pin is not None and _wants_upgrade(source, upgrade):
+            latest = _wants_upgrade(source, upgrade, to_latest)
+            if pin is not None and latest:
                 pin = None
-            entries.append(pin if pin is not None and source.kind != "zip" else self._lock_entry(index, source))
+            entries.append(pin if pin is not None and source.kind != "zip" else
+                           self._lock_entry(index, source, latest=latest))
         new = Lock(self.options.arch, tuple(entries))
         if new != old:
             write_atomically(self.options.lock_path, new.to_text())
@@ -191,14 +195,14 @@ class Fetcher:
             os.utime(self.options.lock_path)
         return old, new
 
-    def _lock_entry(self, index: int, source: Source) -> LockedLayer:
+    def _lock_entry(self, index: int, source: Source, *, latest: bool = False) -> LockedLayer:
         if source.kind != "arn":
             item = self._obtain(index, source, None)
             if item.temporary:
                 os.unlink(item.blob)
             return item.locked
         arn = source.arn
-        if arn.version is None:
+        if arn.version is None or latest:
             arn = arn.with_version(self.resolver.newest_version(arn, self.options.arch))
         resolved = self.resolver.resolve(Source("arn", source.text, arn=arn), self.options.arch)
         return LockedLayer(source.text, "arn", resolved.sha256, resolved.size, arn=resolved.arn,
@@ -545,9 +549,9 @@ def _shares_inodes(opt: Path) -> bool:
                for folder, _, names in os.walk(opt) for name in names)
 
 
-def _wants_upgrade(source: Source, upgrade: list[str] | None) -> bool:
-    """Only unversioned ARNs move; a versioned ARN, a zip or a URL is what it is."""
-    if upgrade is None or source.kind != "arn" or source.arn.version is not None:
+def _wants_upgrade(source: Source, upgrade: list[str] | None, to_latest: bool = False) -> bool:
+    """Only unversioned ARNs move (versioned ones too with `to_latest`); a zip or a URL is what it is."""
+    if upgrade is None or source.kind != "arn" or (source.arn.version is not None and not to_latest):
         return False
     return not upgrade or any(item in (source.text, source.arn.name, source.arn.layer_arn) for item in upgrade)
 

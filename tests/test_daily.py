@@ -528,3 +528,19 @@ def test_the_ci_example_installs_this_project():
     installs = [step["run"] for job in workflow["jobs"].values() for step in job["steps"]
                 if "install" in step.get("run", "")]
     assert installs and all("git+" in run for run in installs)
+
+
+def test_lock_upgrade_to_latest_moves_a_pinned_version(run_extpack, tmp_path, fake_lambda):
+    import make_layers
+
+    first = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    (tmp_path / "extpack.toml").write_text(f'layers = ["{first.arn}"]\n')
+    run_extpack("lock", check=True)
+    second = fake_lambda.add_layer("demo", make_layers.build("python-deps.zip"))
+    assert "unchanged" in run_extpack("lock", "--upgrade", check=True).stdout  # a pinned ARN stays
+    moved = run_extpack("lock", "--upgrade", "--to-latest", check=True).stdout
+    assert "updated" in moved and second.arn in moved
+    assert json.loads((tmp_path / "extpack.lock").read_text())["layers"][0]["arn"] == second.arn
+    run_extpack("fetch", "--frozen", check=True)
+    manifest = json.loads((tmp_path / ".extpack" / "manifest.json").read_text())
+    assert manifest["layers"][0]["arn"] == second.arn
