@@ -544,3 +544,17 @@ def test_lock_upgrade_to_latest_moves_a_pinned_version(run_extpack, tmp_path, fa
     run_extpack("fetch", "--frozen", check=True)
     manifest = json.loads((tmp_path / ".extpack" / "manifest.json").read_text())
     assert manifest["layers"][0]["arn"] == second.arn
+
+
+def test_tables_fit_a_narrow_terminal(run_extpack, tmp_path, fake_lambda, aws_env):
+    import make_layers
+
+    layer = fake_lambda.add_layer("a-layer-with-a-rather-long-name-as-vendors-publish-them",
+                                  make_layers.build("demo-extension.zip"))
+    wide = run_extpack("fetch", layer.arn, check=True).stdout  # to a pipe: never shortened
+    assert layer.arn in wide
+    narrow = run_extpack("ls", env=dict(aws_env, COLUMNS="80"), check=True).stdout
+    assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+    assert "…" in narrow and layer.arn[-10:] in narrow
+    again = run_extpack("fetch", layer.arn, env=dict(aws_env, COLUMNS="80"), check=True).stdout
+    assert all(len(line) <= 80 for line in again.splitlines()[:-1]), again
