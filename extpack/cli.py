@@ -59,18 +59,26 @@ def _pick(flag, config, key, default=None):
 
 
 def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False, arch=None, profile=None,
-                   endpoint_url=None, jobs=None, cache_dir=None, use_cache=True, max_layer_size=None):
+                   endpoint_url=None, jobs=None, cache_dir=None, use_cache=True, max_layer_size=None, link=None):
     """FetchOptions from flags, then config, then defaults."""
     from extpack.cache import default_cache_dir
     from extpack.config import parse_size
     from extpack.fetch import DEFAULT_JOBS, FetchOptions
     from extpack.unpack import DEFAULT_MAX_LAYER_SIZE
 
+    from extpack.lock import read_lock
+
     config = _config(ctx)
+    if sources and config.get("layers"):
+        click.echo(f"warning: using the {len(sources)} layer(s) given on the command line instead of the "
+                   f"{len(config.get('layers'))} listed in {config.path}; the lock will hold these", err=True)
+    lock_path = _pick(lock_path, config, "lock", Path("extpack.lock"))
+    if arch is None and config.get("arch") is None:  # the lock's arch sticks until --arch or the config says otherwise
+        arch = getattr(read_lock(lock_path), "arch", None)
     return FetchOptions(
         sources=list(sources) or list(config.get("layers", [])),
         stage_dir=_pick(stage_dir, config, "stage-dir", Path(".extpack")),
-        lock_path=_pick(lock_path, config, "lock", Path("extpack.lock")),
+        lock_path=lock_path,
         frozen=frozen,
         arch=_pick(arch, config, "arch", "x86_64"),
         profile=_pick(profile, config, "profile"),
@@ -81,6 +89,8 @@ def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False
         max_layer_size=parse_size(_pick(max_layer_size, config, "max-layer-size", DEFAULT_MAX_LAYER_SIZE)),
         # Relative zip paths in a config file are relative to that file, not to the cwd.
         base_dir=config.base_dir if not sources else Path("."),
+        config_path=config.path,
+        link=_pick(link, config, "link", True),
     )
 
 
@@ -99,17 +109,19 @@ def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
 @click.option("--max-layer-size", help="Refuse a layer that unzips to more than this (default 250MB).")
 @click.option("--strict", is_flag=True, help="Treat doctor's warnings about the stage as errors.")
+@click.option("--link/--no-link", default=None, help="Where reflinks are not available: hard-link cached files "
+              "into the stage (default), or copy them so no stage shares an inode with another.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, endpoint_url, jobs, cache_dir,
-          no_cache, max_layer_size, strict, as_json):
+          no_cache, max_layer_size, strict, link, as_json):
     """Fetch layers (ARNs, .zip paths or https:// URLs) and stage them under STAGE/opt."""
     from extpack.fetch import Fetcher
     from extpack.report import LogProgress, TerminalProgress, fetch_json, fetch_table, override_lines
 
     options = _fetch_options(ctx, sources, stage_dir=stage_dir, lock_path=lock_path, frozen=frozen, arch=arch,
                              profile=profile, endpoint_url=endpoint_url, jobs=jobs, cache_dir=cache_dir,
-                             use_cache=not no_cache, max_layer_size=max_layer_size)
+                             use_cache=not no_cache, max_layer_size=max_layer_size, link=link)
     options.strict = strict
     progress = TerminalProgress() if sys.stderr.isatty() else LogProgress()
     with progress if isinstance(progress, TerminalProgress) else contextlib.nullcontext():
@@ -178,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--context", type=click.Path(path_type=Path, file_okay=False),
               help="The docker build context (default: the output's folder).")
 @click.option("--check", is_flag=True, help="Write nothing; exit 6 with a diff if the file on disk differs.")
-@click.option("--rie", is_flag=True, help="Add the Runtime Interface Emulator and an entry script (non-AWS bases).")
+@click.option("--rie/--no-rie", default=None, help="Add the Runtime Interface Emulator and an entry script "
+              "(non-AWS bases).")
 @click.option("--rie-binary", help="COPY the emulator from this context path instead of downloading it in the build.")
 @click.option("--copy", "copies", multiple=True, help="SRC:DEST, or STAGE:SRC:DEST from a build stage. Repeatable.")
 @click.option("--env", "env", multiple=True, help="NAME=VALUE for the final stage. Repeatable.")
@@ -189,36 +202,36 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--from-image", help="Copy /opt from this extension image (made by extpack image) instead of the stage.")
 @click.option("--wrapper", help="Set AWS_LAMBDA_EXEC_WRAPPER to this staged script (e.g. /opt/otel-instrument); "
               "the entry script runs it where the base does not.")
+@click.option("--force", is_flag=True, help="Overwrite an output file that extpack did not write.")
 @click.pass_context
 def render(ctx, stage_dir, lock_path, template, base, platform, output, context, check, rie, rie_binary, copies, env,
-           entrypoint, cmd, handler, app_dir, from_image, wrapper):
+           entrypoint, cmd, handler, app_dir, from_image, wrapper, force):
     """Write a multi-stage Dockerfile that copies the staged /opt into the image."""
     from extpack import render as rendering
     from extpack.exceptions import UsageError
 
     config = _config(ctx)
-    env_pairs = _env_pairs(env)
-    output = output or str(config.get("output", "Dockerfile"))
-    options = rendering.RenderOptions(
-        stage_dir=_pick(stage_dir, config, "stage-dir", Path(".extpack")),
-        lock_path=_pick(lock_path, config, "lock", Path("extpack.lock")),
-        template=_pick(template, config, "template", "aws-base"),
-        base=_pick(base, config, "base"),
-        platform=_pick(platform, config, "platform"),
-        output=output,
-        context=context,
-        rie=rie,
-        rie_binary=rie_binary,
-        copies=[rendering.parse_copy(c) for c in copies],
-        env=env_pairs,
-        entrypoint=rendering.parse_command(entrypoint),
-        cmd=rendering.parse_command(cmd),
-        handler=handler,
-        app_dir=app_dir,
-        from_image=from_image,
-        command=_regenerate_command(ctx),
-        wrapper=_pick(wrapper, config, "wrapper"),
-    )
+    # Flags win over config; the header records these effective settings, however given.
+    options = rendering.options_from({
+        "stage-dir": _pick(stage_dir, config, "stage-dir", Path(".extpack")),
+        "lock": _pick(lock_path, config, "lock", Path("extpack.lock")),
+        "template": _pick(template, config, "template", "aws-base"),
+        "base": _pick(base, config, "base"),
+        "platform": _pick(platform, config, "platform"),
+        "output": str(_pick(output, config, "output", "Dockerfile")),
+        "context": _pick(context, config, "context"),
+        "rie": _pick(rie, config, "rie", False),
+        "rie-binary": _pick(rie_binary, config, "rie-binary"),
+        "copy": list(copies) or config.get("copy", []),
+        "env": list(env) or config.get("env", []),
+        "entrypoint": _pick(entrypoint, config, "entrypoint"),
+        "cmd": _pick(cmd, config, "cmd"),
+        "handler": _pick(handler, config, "handler"),
+        "app-dir": _pick(app_dir, config, "app-dir"),
+        "from-image": _pick(from_image, config, "from-image"),
+        "wrapper": _pick(wrapper, config, "wrapper"),
+    })
+    output, context, from_image = options.output, options.context, options.from_image
     result = rendering.render(options)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -242,46 +255,10 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
             raise
         click.echo(f"{target} is up to date", err=True)
         return
+    if not force:
+        rendering.refuse_hand_written(result, target)
     for path in rendering.write(result, target):
         click.echo(f"wrote {path}")
-
-
-def _env_pairs(items) -> list[tuple[str, str]]:
-    """--env NAME=VALUE flags as pairs, in order."""
-    from extpack.exceptions import UsageError
-
-    pairs = []
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"bad --env {item!r}: use NAME=VALUE")
-        pairs.append((name, value))
-    return pairs
-
-
-def _regenerate_command(ctx: click.Context) -> str:
-    """The header's regenerate hint: the flags given on the command line, in a fixed order.
-
-    --check, --output -, --context and --verbose do not change what is written, so they are
-    left out: `render` and `render --check` must produce the same bytes.
-    """
-    import shlex
-
-    skipped = {"check", "context"}
-    words = ["extpack", "render"]
-    for param in ctx.command.params:
-        if param.name in skipped or ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
-            continue
-        value = ctx.params[param.name]
-        if param.name == "output" and value in ("-", "Dockerfile"):
-            continue
-        flag = max(param.opts, key=len)
-        if getattr(param, "is_flag", False):
-            words.append(flag) if value else None
-        else:
-            for item in value if isinstance(value, (list, tuple)) else [value]:
-                words += [flag, str(item)]
-    return shlex.join(words)
 
 
 @cli.command(name="ls")
@@ -447,12 +424,15 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
     from extpack import oci
     from extpack.exceptions import UsageError
     from extpack.image import build_image
+    from extpack.stage import require_unshared_unchanged
 
     if output is None and push_ref is None:
         raise UsageError("extpack image needs --output PATH, --push REF, or both")
     stage_dirs = list(stage_dirs) or [_pick(None, _config(ctx), "stage-dir", Path(".extpack"))]
     if len(stage_dirs) > 1 and image_format == "docker-archive":
         raise UsageError("a docker-archive holds one architecture: use --format oci for several stages")
+    for stage in stage_dirs:
+        require_unshared_unchanged(stage)
     builds = [build_image(stage, source_date_epoch=source_date_epoch) for stage in stage_dirs]
     try:
         report = {"schema": "extpack.image/v1", "digest": None, "tag": tag, "format": image_format,
@@ -474,10 +454,11 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    # stdout is the digest alone, for DIGEST=$(extpack image ...); what was done goes to stderr.
     if output is not None:
-        click.echo(f"wrote {image_format} {output} ({tag}) {report['digest']}")
+        click.echo(f"wrote {image_format} {output} ({tag}) {report['digest']}", err=True)
     if push_ref is not None:
-        click.echo(f"pushed {report['pushed']['reference']}")
+        click.echo(f"pushed {report['pushed']['reference']}", err=True)
     click.echo(report["digest"])
 
 
@@ -486,13 +467,15 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
 @click.option("--upgrade", "upgrade_all", is_flag=True, help="Move unversioned layer ARNs to their newest version.")
 @click.option("--layer", "upgrade_only", multiple=True,
               help="With --upgrade: only this layer (name or ARN). Repeatable.")
+@click.option("--to-latest", is_flag=True, help="With --upgrade: move versioned layer ARNs to their newest version "
+              "too (ListLayerVersions).")
 @click.option("--lock", "lock_path", type=click.Path(path_type=Path), help="Lock file (default extpack.lock).")
 @click.option("--arch", type=ARCH_CHOICE, help="Target CPU (default x86_64).")
 @click.option("--profile", help="AWS profile.")
 @click.option("--endpoint-url", help="Lambda API endpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def lock_command(ctx, sources, upgrade_all, upgrade_only, lock_path, arch, profile, endpoint_url, as_json):
+def lock_command(ctx, sources, upgrade_all, upgrade_only, to_latest, lock_path, arch, profile, endpoint_url, as_json):
     """Resolve the layers and write the lock without staging them (--upgrade moves pins)."""
     import json
 
@@ -500,11 +483,11 @@ def lock_command(ctx, sources, upgrade_all, upgrade_only, lock_path, arch, profi
     from extpack.fetch import Fetcher
     from extpack.report import lock_changes
 
-    if upgrade_only and not upgrade_all:
-        raise UsageError("--layer goes with --upgrade")
+    if (upgrade_only or to_latest) and not upgrade_all:
+        raise UsageError("--layer and --to-latest go with --upgrade")
     options = _fetch_options(ctx, sources, lock_path=lock_path, arch=arch, profile=profile,
                              endpoint_url=endpoint_url)
-    old, new = Fetcher(options).lock_only(list(upgrade_only) if upgrade_all else None)
+    old, new = Fetcher(options).lock_only(list(upgrade_only) if upgrade_all else None, to_latest=to_latest)
     changes = lock_changes(old, new)
     if as_json:
         click.echo(json.dumps({"schema": "extpack.lock-changes/v1", "lock": str(options.lock_path),
@@ -608,6 +591,7 @@ def smoke(image, event_file, env, rie_path, timeout, network, docker_host, as_js
     """Run IMAGE under the Runtime Interface Emulator, invoke it once, report its extensions."""
     import json
 
+    from extpack import render as rendering
     from extpack import smoke as smoking
     from extpack.exceptions import UsageError
 
@@ -616,7 +600,7 @@ def smoke(image, event_file, env, rie_path, timeout, network, docker_host, as_js
         json.loads(event)
     except ValueError:
         raise UsageError(f"--event {event_file.name}: not JSON") from None
-    options = smoking.SmokeOptions(image=image, event=event, env=_env_pairs(env), rie=rie_path, timeout=timeout,
+    options = smoking.SmokeOptions(image=image, event=event, env=[rendering.parse_env(item) for item in env], rie=rie_path, timeout=timeout,
                                    network=network, docker_host=docker_host)
     report = smoking.smoke(options, smoking.write_progress)
     if as_json:

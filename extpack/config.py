@@ -22,7 +22,7 @@ CONFIG_FILE = "extpack.toml"
 PYPROJECT = "pyproject.toml"
 
 # key -> (python type, description) ; paths are resolved against the config file's folder.
-KEYS: dict[str, type] = {
+KEYS: dict[str, type | tuple[type, ...]] = {
     "layers": list,
     "stage-dir": str,
     "lock": str,
@@ -38,20 +38,37 @@ KEYS: dict[str, type] = {
     "output": str,
     "platform": str,
     "wrapper": str,
+    "link": bool,
+    # render's flags, under the same names
+    "copy": list,
+    "env": list,
+    "entrypoint": (str, list),
+    "cmd": (str, list),
+    "rie": bool,
+    "rie-binary": str,
+    "handler": str,
+    "app-dir": str,
+    "from-image": str,
+    "context": str,
 }
-PATH_KEYS = {"stage-dir", "lock", "cache-dir", "output"}
+PATH_KEYS = {"stage-dir", "lock", "cache-dir", "output", "context"}
+STRING_LISTS = {"layers": "ARNs, .zip paths or URLs", "copy": "SRC:DEST or STAGE:SRC:DEST",
+                "env": "NAME=VALUE", "entrypoint": "the command's words", "cmd": "the command's words"}
 
 
 @dataclass
 class Config:
     path: Path | None = None
     values: dict[str, object] = field(default_factory=dict)
+    found_upwards: bool = False  # found from a subfolder: default paths are the config folder's too
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path(".")
 
     def get(self, key: str, default=None):
+        if key not in self.values and key in PATH_KEYS and default is not None and self.found_upwards:
+            return self.base_dir / default  # run from a subfolder, the project's stage and lock are still its own
         value = self.values.get(key, default)
         if key in self.values and isinstance(value, str) and (
                 key in PATH_KEYS or (key == "template" and value.endswith(".j2"))):
@@ -66,16 +83,24 @@ def load_config(explicit: Path | None = None, cwd: Path | None = None) -> Config
             raise UsageError(f"config file {explicit} does not exist")
         table = _read(explicit, pyproject=explicit.name == PYPROJECT)
         return Config(explicit, _validate(table, explicit))
+    # From the current folder up, as git finds its repository: extpack runs from a subfolder too.
     cwd = cwd or Path(".")
-    candidate = cwd / CONFIG_FILE
-    if candidate.is_file():
-        return Config(candidate, _validate(_read(candidate, pyproject=False), candidate))
-    pyproject = cwd / PYPROJECT
-    if pyproject.is_file():
-        table = _read(pyproject, pyproject=True)
-        if table:
-            return Config(pyproject, _validate(table, pyproject))
+    for folder in [cwd, *(_relative_parents(cwd))]:
+        candidate = folder / CONFIG_FILE
+        if candidate.is_file():
+            return Config(candidate, _validate(_read(candidate, pyproject=False), candidate), folder != cwd)
+        pyproject = folder / PYPROJECT
+        if pyproject.is_file():
+            table = _read(pyproject, pyproject=True)
+            if table:
+                return Config(pyproject, _validate(table, pyproject), folder != cwd)
     return Config()
+
+
+def _relative_parents(cwd: Path) -> list[Path]:
+    """`..`, `../..`, ... up to the root, spelled relative to cwd (so config paths stay short)."""
+    depth = len(cwd.absolute().parents)
+    return [Path(*[".."] * level) for level in range(1, depth + 1)]
 
 
 def _read(path: Path, *, pyproject: bool) -> dict:
@@ -96,10 +121,11 @@ def _validate(table: dict, path: Path) -> dict:
             raise UsageError(f"unknown key {key!r} in {where}: known keys are {', '.join(sorted(KEYS))}")
         if key == "max-layer-size" and isinstance(value, int):
             continue
-        if not isinstance(value, expected) or isinstance(value, bool):
-            raise UsageError(f"key {key!r} in {where} must be a {expected.__name__}, not {type(value).__name__}")
-        if key == "layers" and not all(isinstance(item, str) for item in value):
-            raise UsageError(f"key 'layers' in {where} must be a list of strings (ARNs, .zip paths or URLs)")
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+            raise UsageError(f"key {key!r} in {where} must be a {names}, not {type(value).__name__}")
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise UsageError(f"key {key!r} in {where} must be a list of strings ({STRING_LISTS[key]})")
         # Config values reach paths, messages and Dockerfiles: no control characters.
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and validate.CONTROL_RE.search(item):

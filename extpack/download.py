@@ -54,6 +54,13 @@ class _Retry(Exception):
     """A transient failure: try again after a backoff."""
 
 
+class _NotAZip(_Retry):
+    """A 200 whose body is not a zip (an error page): tried again once, then reported as such."""
+
+
+NOT_A_ZIP_ATTEMPTS = 2
+
+
 class _Expired(Exception):
     """A 403 from an expired presigned URL: ask the API for a fresh one."""
 
@@ -85,6 +92,7 @@ def download(
     timeout = (10.0, _float_env("EXTPACK_HTTP_TIMEOUT", 60.0))
     host = urlsplit(url).hostname or "?"
     refreshed = False
+    not_zips = 0
     last_problem = "no attempt made"
     with requests.Session() as session:
         session.trust_env = True
@@ -105,8 +113,18 @@ def download(
                     ) from None
                 refreshed = True
                 url = refresh_url()
+            except _NotAZip as problem:
+                not_zips += 1
+                if not_zips >= NOT_A_ZIP_ATTEMPTS:  # not the network: more retries would only take longer
+                    raise DownloadError(f"{problem}: check that the URL serves the layer's zip", layer=layer) from None
+                last_problem = str(problem)
             except _Retry as problem:
                 last_problem = str(problem)
+            except requests.exceptions.SSLError:
+                # A certificate is not a transient fault, and retrying one hides what is wrong.
+                raise DownloadError(f"the TLS certificate of {host} was not accepted (certificate verify failed): "
+                                    "check the system's CA certificates, or set REQUESTS_CA_BUNDLE to a private CA's",
+                                    layer=layer) from None
             except requests.exceptions.ConnectionError as exc:
                 # str(exc) would carry the URL, so describe it instead.
                 last_problem = _describe_connection_error(exc, host)
@@ -198,7 +216,7 @@ def _with_deadline(check: Callable[[int], None], cap: int, grace: float, host: s
 
 def _not_a_zip(host, response) -> _Retry:
     kind = response.headers.get("Content-Type") or "something"
-    return _Retry(f"{host} sent {kind.split(';')[0].strip()} instead of a zip (an error page?)")
+    return _NotAZip(f"{host} sent {kind.split(';')[0].strip()} instead of a zip (an error page?)")
 
 
 def _is_complete_zip(fd: int) -> bool:

@@ -25,6 +25,7 @@ from extpack.exceptions import DownloadError, DriftError, LayerContentError, Usa
 from extpack.lock import Lock, LockedLayer, read_lock
 from extpack.overlay import StageTree
 from extpack.resolve import LambdaResolver
+from extpack.rootfs import StageView, TreeView
 from extpack.shapes import shapes_of, wrapper_hints
 from extpack.source import Source, parse_source
 from extpack.stagelock import holding_stage
@@ -33,6 +34,7 @@ from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
 ARCHITECTURES = ("x86_64", "arm64")
 DEFAULT_JOBS = 4
 INTERRUPT_GRACE = 2.0  # seconds an interrupted fetch waits for its workers to stop
+_DOCTOR_FIX_ADVICE = ", or run extpack doctor --fix"
 
 
 class Progress:
@@ -62,6 +64,8 @@ class FetchOptions:
     max_layer_size: int = DEFAULT_MAX_LAYER_SIZE
     base_dir: Path = Path(".")
     strict: bool = False  # doctor's warnings stop the fetch too
+    link: bool = True  # hard-link cached files into the stage when reflinks are not available
+    config_path: Path | None = None  # the project config: never inside the stage it replaces
 
 
 @dataclass
@@ -120,6 +124,7 @@ class Fetcher:
         self._scratch: Path | None = None
         self._unpacked: Path | None = None
         self._link_from_cache = False
+        self._share = None  # how a cached tree's files reach the stage: clone, hard link or copy
         self._unpack_workers = 1
         self._temps: set[Path] = set()  # downloads in progress, removed by the main thread on interrupt
         self._temps_lock = threading.Lock()
@@ -133,12 +138,15 @@ class Fetcher:
 
     def _run(self) -> FetchResult:
         options = self.options
+        lock = read_lock(options.lock_path)
+        if not options.sources and options.frozen and lock is not None:  # the lock alone is enough for CI
+            options.sources = [layer.source for layer in lock.layers]
         sources = [parse_source(text, base_dir=options.base_dir) for text in options.sources]
         if not sources:
-            raise UsageError("no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
+            raise UsageError(f"no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
                              "'layers' in extpack.toml")
         staging.refuse_symlinked_stage(options.stage_dir)
-        lock = read_lock(options.lock_path)
+        self._check_stage_dir()
         if options.frozen:
             pins = self._frozen_pins(sources, lock)
         else:
@@ -150,11 +158,24 @@ class Fetcher:
             return fast
         return self._build(sources, pins, lock)
 
-    def lock_only(self, upgrade: list[str] | None = None) -> tuple[Lock | None, Lock]:
+    def _check_stage_dir(self) -> None:
+        """A fetch replaces the stage folder as a whole: only one that is new, empty or a stage."""
+        from extpack.replaceable import refuse_unless_replaceable
+
+        options = self.options
+        protected = [("the current directory", Path.cwd()), ("the lock file", options.lock_path)]
+        if options.config_path is not None:
+            protected.append(("the config file", options.config_path))
+        refuse_unless_replaceable(options.stage_dir, ours=lambda path: staging.read_manifest(path) is not None,
+                                  what="a stage made by extpack fetch (no extpack manifest.json)",
+                                  option="--stage-dir", protected=protected)
+
+    def lock_only(self, upgrade: list[str] | None = None, to_latest: bool = False) -> tuple[Lock | None, Lock]:
         """Resolve and write the lock without staging: `extpack lock [--upgrade [LAYER ...]]`.
 
         `upgrade` None keeps every pin; an empty list moves every unversioned ARN to its newest
-        version; names or ARNs limit the upgrade to those layers.
+        version; names or ARNs limit the upgrade to those layers. `to_latest` moves versioned
+        ARNs too (the lock then pins a newer version than the config names).
         """
         with holding_stage(self.options.stage_dir, on_wait=self.progress.info):
             return self._lock_only(upgrade)
@@ -166,17 +187,20 @@ class Fetcher:
         if not sources:
             raise UsageError("no layers to lock: give layer ARNs, .zip paths or URLs, or list them in extpack.toml")
         for item in upgrade or []:
-            if not any(_wants_upgrade(source, [item]) for source in sources):
+            if not any(_wants_upgrade(source, [item], to_latest) for source in sources):
                 raise UsageError(f"--layer {item!r} matches no layer ARN without a version: only those can be "
-                                 "upgraded (give the name or ARN as listed)")
+                                 "upgraded (give the name or ARN as listed, or add --to-latest for a versioned "
+                                 "ARN)")
         old = read_lock(self.options.lock_path)
         usable = old if old is not None and old.arch == self.options.arch else None
         entries = []
         for index, source in enumerate(sources):
             pin = usable.find(source.display) if usable else None
-            if pin is not None and _wants_upgrade(source, upgrade):
+            latest = _wants_upgrade(source, upgrade, to_latest)
+            if pin is not None and latest:
                 pin = None
-            entries.append(pin if pin is not None and source.kind != "zip" else self._lock_entry(index, source))
+            entries.append(pin if pin is not None and source.kind != "zip" else
+                           self._lock_entry(index, source, latest=latest))
         new = Lock(self.options.arch, tuple(entries))
         if new != old:
             write_atomically(self.options.lock_path, new.to_text())
@@ -184,14 +208,14 @@ class Fetcher:
             os.utime(self.options.lock_path)
         return old, new
 
-    def _lock_entry(self, index: int, source: Source) -> LockedLayer:
+    def _lock_entry(self, index: int, source: Source, *, latest: bool = False) -> LockedLayer:
         if source.kind != "arn":
             item = self._obtain(index, source, None)
             if item.temporary:
                 os.unlink(item.blob)
             return item.locked
         arn = source.arn
-        if arn.version is None:
+        if arn.version is None or latest:
             arn = arn.with_version(self.resolver.newest_version(arn, self.options.arch))
         resolved = self.resolver.resolve(Source("arn", source.text, arn=arn), self.options.arch)
         return LockedLayer(source.text, "arn", resolved.sha256, resolved.size, arn=resolved.arn,
@@ -236,6 +260,9 @@ class Fetcher:
             return None
         if staging.stage_differences(self.options.stage_dir, manifest, limit=1):
             return None
+        if not self.options.link and _shares_inodes(self.options.stage_dir / "opt"):
+            return None  # link = false asks for a stage of its own: copy the files this time
+        warnings = self._doctor(StageView(self.options.stage_dir), manifest)  # --strict holds here too
         # Make sees the stage as fresh again (Makefiles depend on manifest.json, not on opt/).
         os.utime(self.options.stage_dir / staging.MANIFEST_NAME)
         new_lock = Lock(self.options.arch, tuple(pins))
@@ -246,6 +273,8 @@ class Fetcher:
         layers = [LayerSummary(i, pin, s.display, layer["files"], layer["unzipped_size"], True)
                   for i, (pin, s, layer) in enumerate(zip(pins, sources, manifest["layers"]))]
         return FetchResult(self.options.stage_dir, self.options.lock_path, self.options.arch, layers,
+                           overrides=_overrides_of(manifest),
+                           warnings=warnings,
                            files=len(manifest["files"]), total_size=manifest["total_size"], unchanged=True,
                            lock_changed=lock_changed,
                            wrappers=wrapper_hints(shapes_of(manifest, self.options.stage_dir)))
@@ -257,8 +286,9 @@ class Fetcher:
         build_dir = staging.new_build_dir(options.stage_dir)
         self._scratch = build_dir / "downloads"
         self._unpacked = build_dir / "layers"  # layer trees that are not kept in the cache
-        self._link_from_cache = self.cache is not None and any(s.kind != "zip" for s in sources) \
-            and _can_link(self.cache, build_dir)
+        self._share = _sharing(self.cache, build_dir, options.link) \
+            if self.cache is not None and any(s.kind != "zip" for s in sources) else None
+        self._link_from_cache = self._share is not None
         # Layers unpack side by side, each on its share of the cores: more threads than cores
         # only fight over the GIL (four layers on two cores: one thread each is ~20% faster).
         self._unpack_workers = max(1, (os.cpu_count() or 1) // min(options.jobs, len(sources)))
@@ -278,7 +308,7 @@ class Fetcher:
                 item = prepared.obtained
                 obtained.append(item)
                 display = item.locked.arn or source.display
-                added = tree.add(prepared.tree, index, name=display, link=prepared.linked,
+                added = tree.add(prepared.tree, index, name=display, link=prepared.linked, share=self._share,
                                  inodes=getattr(prepared.tree, "inodes", None))
                 if added.linked:
                     linked.append((item.locked.sha256, added.linked))
@@ -289,7 +319,7 @@ class Fetcher:
                 records.append(_layer_record(index, source, item.locked, added.files, added.unzipped_size))
             tree.finish()
             manifest = staging.manifest_json(tree, options.arch, records, options.max_layer_size)
-            result.warnings = self._doctor(build_dir, tree, manifest)
+            result.warnings = self._doctor(TreeView(build_dir, tree.nodes), manifest)
             for scratch in (self._scratch, self._unpacked):
                 if scratch.exists():
                     staging.discard(scratch)
@@ -377,20 +407,22 @@ class Fetcher:
         with self._temps_lock:
             self._temps.discard(temp)
 
-    def _doctor(self, build_dir: Path, tree: StageTree, manifest: dict) -> list[str]:
-        """doctor's checks on the new stage: errors stop the fetch, warnings are returned."""
+    def _doctor(self, view, manifest: dict) -> list[str]:
+        """doctor's checks on a stage (the new one, or the unchanged one): errors stop the fetch,
+        warnings are returned."""
         from extpack.doctor import ERROR, WARNING, diagnose
-        from extpack.rootfs import TreeView
 
-        findings = diagnose(TreeView(build_dir, tree.nodes), self.options.arch, manifest)
+        findings = diagnose(view, self.options.arch, manifest)
         blocking = [f for f in findings if f.severity == ERROR or (self.options.strict and f.severity == WARNING)]
         if blocking:
             first = blocking[0]
-            node = tree.nodes.get(first.path[len("opt/"):]) if first.path else None
-            layer = tree.layer_names[node.layer] if node is not None else None
+            entry = next((f for f in manifest["files"] if f"opt/{f['path']}" == first.path), None) \
+                if first.path else None
+            layer = manifest["layers"][entry["layer"]]["source"] if entry is not None else None
             more = f" ({len(blocking) - 1} more: see extpack doctor)" if len(blocking) > 1 else ""
             where = f"/{first.path}: " if first.path else ""
-            fix = first.fix if first.severity == ERROR else \
+            # A refused layer is never staged, so there is nothing for doctor --fix to fix.
+            fix = first.fix.replace(_DOCTOR_FIX_ADVICE, "") if first.severity == ERROR else \
                 "fix the modes in the layer zip, or fetch without --strict and run extpack doctor --fix"
             raise LayerContentError(f"{where}{first.message}; fix: {fix}{more}", layer=layer)
         return [f"/{f.path}: {f.message}" if f.path else f.message for f in findings if f.severity == WARNING]
@@ -422,10 +454,8 @@ class Fetcher:
         if self.cache.is_intact(pin.sha256):
             self.cache.touch(pin.sha256)
             return blob
+        # The lock's sha256 checks the download, so even a frozen fetch may simply download it again.
         self.cache.evict(pin.sha256)
-        if self.options.frozen:
-            raise DriftError(f"the cached zip does not match the lock's sha256 {pin.sha256[:12]}… and was removed: "
-                             "run the fetch again to download it", layer=pin.arn or pin.source)
         self.progress.info(f"{pin.arn or pin.source}: cached zip was corrupt; downloading it again")
         return None
 
@@ -443,6 +473,9 @@ class Fetcher:
                              "the layer changed; check the lock", layer=str(arn))
         locked = LockedLayer(source.text, "arn", resolved.sha256, resolved.size, arn=resolved.arn,
                              version=resolved.version, architectures=resolved.architectures)
+        cached = self._cached_blob(locked) if self.cache is not None and pin is None else None
+        if cached is not None:  # the same zip under another name or version: no download
+            return _Obtained(locked, cached, True, False)
         blob, _, temporary = self._fetch_to_blob(
             index, resolved.location,
             Expected(resolved.sha256, resolved.size, _zip_size_bound(self.options.max_layer_size)),
@@ -518,26 +551,39 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def _can_link(cache: Cache, build_dir: Path) -> bool:
-    """Whether files in the cache can be hard-linked into the stage (one filesystem that allows it)."""
+def _sharing(cache: Cache, build_dir: Path, allow_hard_links: bool):
+    """How the cache's trees can be shared with the stage (see extpack.clone), None when they cannot."""
+    from extpack.clone import sharing
+
     try:
         probe = cache.new_temp_dir()
     except OSError:
-        return False
+        return None
     try:
-        (probe / "probe").touch()
-        os.link(probe / "probe", build_dir / ".link-probe")
-        os.unlink(build_dir / ".link-probe")
-        return True
+        return sharing(probe, build_dir, allow_hard_links=allow_hard_links)
     except OSError:
-        return False
+        return None
     finally:
         staging.discard(probe)
 
 
-def _wants_upgrade(source: Source, upgrade: list[str] | None) -> bool:
-    """Only unversioned ARNs move; a versioned ARN, a zip or a URL is what it is."""
-    if upgrade is None or source.kind != "arn" or source.arn.version is not None:
+def _overrides_of(manifest: dict) -> list[tuple[str, int, int]]:
+    """(path, layer, the layer it replaced) for every override the manifest records, as a build reports them."""
+    found = []
+    for entry in manifest["files"]:
+        chain = [*entry.get("overrode", []), entry["layer"]]
+        found += [(entry["path"], later, earlier) for earlier, later in zip(chain, chain[1:])]
+    return sorted(found, key=lambda item: (item[1], item[0]))
+
+
+def _shares_inodes(opt: Path) -> bool:
+    return any(os.lstat(os.path.join(folder, name)).st_nlink > 1
+               for folder, _, names in os.walk(opt) for name in names)
+
+
+def _wants_upgrade(source: Source, upgrade: list[str] | None, to_latest: bool = False) -> bool:
+    """Only unversioned ARNs move (versioned ones too with `to_latest`); a zip or a URL is what it is."""
+    if upgrade is None or source.kind != "arn" or (source.arn.version is not None and not to_latest):
         return False
     return not upgrade or any(item in (source.text, source.arn.name, source.arn.layer_arn) for item in upgrade)
 

@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .atomic import write_atomically
 from .exceptions import UsageError
+from .replaceable import refuse_unless_replaceable
 
 if TYPE_CHECKING:  # image.py imports this module; keep the runtime import one-way
     from .image import ImageBuild
@@ -173,10 +174,8 @@ def write_oci_layout(builds: ImageBuild | Sequence[ImageBuild], path: Path, tag:
     _check_ref_name(tag)
     target = target_for(builds)
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{path} exists and is not a directory: choose another --output")
-    if path.is_dir() and any(path.iterdir()) and not (path / "oci-layout").is_file():
-        raise UsageError(f"{path} is not empty and not an OCI layout: choose an empty or new directory")
+    refuse_unless_replaceable(path, ours=lambda folder: (folder / "oci-layout").is_file(), what="an OCI layout",
+                              option="--output")
     blobs_dir = path / "blobs" / "sha256"
     blobs_dir.mkdir(parents=True, exist_ok=True)
     for blob in target.blobs:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from extpack import nofollow
+from extpack.clone import Place, hard_link
 from extpack.exceptions import LayerContentError
 from extpack.unpack import LayerTree, Node
 
@@ -46,21 +47,22 @@ class StageTree:
         root.mkdir(parents=True, exist_ok=True)
         self.fd = nofollow.open_dir(root)
 
-    def add(self, layer: LayerTree, index: int, *, name: str, link: bool,
+    def add(self, layer: LayerTree, index: int, *, name: str, link: bool, share: Place | None = None,
             inodes: dict[str, int] | None = None) -> LayerResult:
-        """Place `layer` over what is staged. `link`: hard-link its files (the tree is kept);
-        otherwise they are moved out of it. `inodes`: what each linked file must be (a cached
-        tree's, as verified): a file swapped since is refused, not staged."""
+        """Place `layer` over what is staged. `link`: the tree is kept (a cache's), its files are
+        placed with `share` (a hard link by default, a reflink or a copy); otherwise they are
+        moved out of it. `inodes`: what each shared file must be (a cached tree's, as verified):
+        a file swapped since is refused, not staged."""
         paths = sorted(layer.nodes)  # parents sort before their children
         self._check(layer, paths, name)
         source_fd = nofollow.open_dir(layer.root)
         try:
-            return self._place(layer, paths, index, name, link, source_fd, inodes)
+            return self._place(layer, paths, index, name, (share or hard_link) if link else None, source_fd, inodes)
         finally:
             os.close(source_fd)
 
-    def _place(self, layer: LayerTree, paths: list[str], index: int, name: str, link: bool, source_fd: int,
-               inodes: dict[str, int] | None) -> LayerResult:
+    def _place(self, layer: LayerTree, paths: list[str], index: int, name: str, share: Place | None,
+               source_fd: int, inodes: dict[str, int] | None) -> LayerResult:
         dest_fd = self.fd
         result = LayerResult(layer.files, layer.unzipped_size)
         for path in paths:
@@ -79,14 +81,14 @@ class StageTree:
             if node.type == "symlink":
                 os.symlink(node.target, path, dir_fd=dest_fd)
                 os.utime(path, (node.mtime, node.mtime), dir_fd=dest_fd, follow_symlinks=False)
-            elif link:
-                os.link(path, path, src_dir_fd=source_fd, dst_dir_fd=dest_fd, follow_symlinks=False)
-                linked = os.stat(path, dir_fd=dest_fd, follow_symlinks=False)
-                if inodes is not None and inodes.get(path) != linked.st_ino:
+            elif share is not None:
+                if inodes is not None and inodes.get(path) != share(path, source_fd, dest_fd):
                     raise LayerContentError(f"the cache's copy of {path!r} changed while it was being staged "
                                             "(a file or directory swapped in the cache): run the fetch again",
                                             layer=name)
-                result.linked[path] = (linked.st_ino, linked.st_ctime_ns)
+                if share is hard_link:  # the cache's inode now has a new ctime: recorded after the commit
+                    linked = os.stat(path, dir_fd=dest_fd, follow_symlinks=False)
+                    result.linked[path] = (linked.st_ino, linked.st_ctime_ns)
             else:
                 os.rename(path, path, src_dir_fd=source_fd, dst_dir_fd=dest_fd)
             self.nodes[path] = Node(node.type, node.mode, index, size=node.size, sha256=node.sha256,

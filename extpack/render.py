@@ -19,7 +19,7 @@ from extpack import validate
 from extpack import runtime_env
 from extpack.exceptions import DriftError, UsageError
 from extpack.shapes import Shapes, shapes_of
-from extpack.stage import read_manifest
+from extpack.stage import read_manifest, require_unshared_unchanged
 
 DEFAULT_BASE = "public.ecr.aws/lambda/provided:al2023"
 BUILTIN = {
@@ -82,8 +82,20 @@ def parse_copy(text: str) -> Copy:
     raise UsageError(f"bad --copy {text!r}: use SRC:DEST, or STAGE:SRC:DEST to copy from a build stage")
 
 
-def parse_command(text: str | None) -> list[str]:
-    """A JSON array as Docker writes it, or a shell-like string split into one."""
+def parse_env(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"bad --env {text!r}: use NAME=VALUE")
+    return name, value
+
+
+def parse_command(text: str | list | None) -> list[str]:
+    """A JSON array as Docker writes it, or a shell-like string split into one (a list, from
+    the config, is taken as it is)."""
+    if isinstance(text, list):
+        if not all(isinstance(v, str) for v in text):
+            raise UsageError(f"bad command {text!r}: give a list of strings or a plain command line")
+        return text
     if not text:
         return []
     text = text.strip()
@@ -100,19 +112,81 @@ def parse_command(text: str | None) -> list[str]:
     return shlex.split(text)
 
 
+# Render's settings in the order the regenerate command names them, with their defaults.
+_SETTING_DEFAULTS = {"stage-dir": ".extpack", "lock": "extpack.lock", "template": "aws-base", "base": None,
+                     "platform": None, "output": "Dockerfile", "context": None, "rie": False, "rie-binary": None,
+                     "copy": [], "env": [], "entrypoint": None, "cmd": None, "handler": None, "app-dir": None,
+                     "from-image": None, "wrapper": None}
+
+
+def options_from(settings: dict) -> RenderOptions:
+    """RenderOptions from the effective settings (flags over config over defaults), keyed as
+    the config names them; the header's command is made from them, not from the command line."""
+    copies = [parse_copy(text) for text in settings["copy"]]
+    env = [parse_env(text) for text in settings["env"]]
+    entrypoint, cmd = parse_command(settings["entrypoint"]), parse_command(settings["cmd"])
+    # One spelling a setting, so a flag and the same config key give the same header.
+    canonical = {**settings, "copy": [":".join(filter(None, (c.stage, c.src, c.dest))) for c in copies],
+                 "env": [f"{name}={value}" for name, value in env],
+                 "entrypoint": _command_text(entrypoint), "cmd": _command_text(cmd)}
+    return RenderOptions(
+        stage_dir=Path(settings["stage-dir"]), lock_path=Path(settings["lock"]), template=str(settings["template"]),
+        base=settings["base"], platform=settings["platform"], output=settings["output"],
+        context=Path(settings["context"]) if settings["context"] else None, rie=bool(settings["rie"]),
+        rie_binary=settings["rie-binary"], copies=copies, env=env, entrypoint=entrypoint, cmd=cmd,
+        handler=settings["handler"], app_dir=settings["app-dir"], from_image=settings["from-image"],
+        wrapper=settings.get("wrapper"), command=regenerate_command(canonical))
+
+
+def _command_text(words: list[str]) -> str | None:
+    """A command as a plain line when no word needs quoting, else as a JSON array."""
+    import json
+
+    if not words:
+        return None
+    plain = " ".join(words)
+    return plain if shlex.join(words) == plain else json.dumps(words)
+
+
+def regenerate_command(settings: dict) -> str:
+    """`extpack render` with every setting that is not its default, in a fixed order.
+
+    --check, --force and --output - do not change what is written: they are left out, so
+    `render` and `render --check` produce the same bytes.
+    """
+    words = ["extpack", "render"]
+    for key, default in _SETTING_DEFAULTS.items():
+        value = settings.get(key)
+        if value in (None, False, [], ()) or str(value) == str(default) or (key == "output" and value == "-"):
+            continue
+        if value is True:
+            words.append(f"--{key}")
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            words += [f"--{key}", str(item)]
+    return shlex.join(words)
+
+
 def render(options: RenderOptions) -> Rendered:
     manifest = read_manifest(options.stage_dir)
     if manifest is None and not options.from_image:
         raise UsageError(f"no stage at {options.stage_dir}: run extpack fetch first")
     staged_manifest = manifest
+    if not options.from_image:
+        require_unshared_unchanged(options.stage_dir, manifest)
+        _require_stage_of_lock(options.stage_dir, manifest, options.lock_path)
     manifest = manifest or {"arch": "x86_64", "layers": [], "files": [], "total_size": 0}
     context_dir = (options.context or _output_dir(options.output)).absolute()
     environment, template_name = _template(options.template)
     builtin = options.template in BUILTIN
-    rie = options.rie or options.template == "alpine-rie"
+    rie = options.rie or options.template == "alpine-rie" or _extends_alpine_rie(environment, template_name)
     arch = manifest.get("arch", "x86_64")
     if options.platform and options.platform not in PLATFORMS.values():
         raise UsageError(f"unknown --platform {options.platform!r}: use linux/amd64 or linux/arm64")
+    if options.platform and not options.from_image and options.platform != PLATFORMS.get(arch):
+        raise UsageError(f"--platform {options.platform} contradicts the stage at {options.stage_dir}, fetched for "
+                         f"{arch}: leave --platform out, or run extpack fetch --arch "
+                         f"{_arch_of(options.platform)}")
     cmd = options.cmd or ([options.handler or DEFAULT_HANDLERS[options.template]]
                           if options.template in DEFAULT_HANDLERS else [])
     base = options.base or (BUILTIN[options.template][1] if builtin else DEFAULT_BASE)
@@ -159,6 +233,8 @@ def render(options: RenderOptions) -> Rendered:
     entry = _builtin_text("entry.sh") if values["entry_script"] else None
     warnings = runtime_env.wrapper_warnings(wrapping.shapes, options.wrapper, wrapping.kind, base, text,
                                             staged=wrapping.staged)
+    if not builtin:
+        warnings += _dropped_settings(options, cmd, rie, text)
     return Rendered(text, entry, tuple(warnings))
 
 
@@ -226,6 +302,59 @@ def _refuse_control_character(label: str, value: str) -> None:
     if validate.CONTROL_RE.search(value):
         raise UsageError(f"{label} value {validate.shown(value)} contains a control character: a value in a "
                          "Dockerfile must be one line of text")
+
+
+def _extends_alpine_rie(environment, template_name: str) -> bool:
+    """A user template built on alpine-rie needs the emulator and entry script as alpine-rie does."""
+    import jinja2
+    from jinja2 import meta
+
+    try:
+        source = environment.loader.get_source(environment, template_name)[0]
+        referenced = set(meta.find_referenced_templates(environment.parse(source)))
+    except jinja2.TemplateError:
+        return False  # rendering reports the template's own error
+    return bool(referenced & {"alpine-rie", BUILTIN["alpine-rie"][0]})
+
+
+def _dropped_settings(options: RenderOptions, cmd: list[str], rie: bool, text: str) -> list[str]:
+    """What a user template left out of the Dockerfile although it was asked for: said, never dropped."""
+    import json
+
+    lines = text.splitlines()
+    last = {word: next((line for line in reversed(lines) if line.startswith(word + " ")), "")
+            for word in ("ENTRYPOINT", "CMD")}
+    missing = [f"--copy {':'.join(filter(None, (c.stage, c.src, c.dest)))}" for c in options.copies
+               if f"COPY {'--from=' + c.stage + ' ' if c.stage else ''}{c.src} {c.dest}" not in lines]
+    missing += [f"--env {name}" for name, _ in options.env if not any(line.startswith(f"ENV {name}=") for line in lines)]
+    if options.entrypoint and ", ".join(map(json.dumps, options.entrypoint)) not in last["ENTRYPOINT"]:
+        missing.append("--entrypoint")
+    if cmd and last["CMD"] != f"CMD {json.dumps(cmd)}":
+        missing.append("--cmd")
+    where = f"the template {options.template}"
+    warnings = [f"{where} leaves out {', '.join(missing)} (its app block replaces extpack's): add "
+                '{% include "_app.j2" %} to the block, or write them there'] if missing else []
+    if rie and not last["ENTRYPOINT"].startswith('ENTRYPOINT ["/extpack-entry.sh"'):
+        warnings.append(f"{where} has an ENTRYPOINT that does not run /extpack-entry.sh, so the Runtime Interface "
+                        'Emulator never starts: begin it with "/extpack-entry.sh", or leave it to --entrypoint')
+    return warnings
+
+
+def _arch_of(platform: str) -> str:
+    return next((arch for arch, name in PLATFORMS.items() if name == platform), platform)
+
+
+def _require_stage_of_lock(stage_dir: Path, manifest: dict, lock_path: Path) -> None:
+    """The Dockerfile's header names the lock: the stage must hold what that lock pins."""
+    from extpack.lock import read_lock
+
+    lock = read_lock(lock_path)
+    if lock is None:
+        return
+    if [layer.sha256 for layer in lock.layers] != [layer.get("sha256") for layer in manifest.get("layers", [])] \
+            or lock.arch != manifest.get("arch"):
+        raise DriftError(f"the stage is older than {lock_path.name}: run extpack fetch (the stage {stage_dir} holds "
+                         f"other layers than {lock_path} pins)")
 
 
 def _template(name: str):
@@ -306,6 +435,25 @@ def check_drift(rendered: Rendered, output: Path) -> None:
     if rendered.entry_script is not None and (not entry_path.is_file() or
                                               entry_path.read_text() != rendered.entry_script):
         raise DriftError(f"{entry_path} is missing or out of date: run extpack render to regenerate it")
+
+
+GENERATED_MARKS = {"Dockerfile": "# Generated by extpack", ENTRY_SCRIPT: "# Written by extpack"}
+
+
+def refuse_hand_written(rendered: Rendered, output: Path) -> None:
+    """A file extpack did not write (no generated header) is the user's: never overwrite it."""
+    targets = [(output, GENERATED_MARKS["Dockerfile"], rendered.dockerfile)]
+    if rendered.entry_script is not None:
+        targets.append((output.parent / ENTRY_SCRIPT, GENERATED_MARKS[ENTRY_SCRIPT], rendered.entry_script))
+    for path, mark, text in targets:
+        try:
+            current = path.read_text(errors="replace")
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        if current != text and mark not in "\n".join(current.splitlines()[:3]):
+            raise UsageError(f"{path} exists and was not written by extpack (no '{mark}' header): keep it and "
+                             "render beside it with --output Dockerfile.extpack (then docker build -f "
+                             "Dockerfile.extpack), or pass --force to overwrite it")
 
 
 def write(rendered: Rendered, output: Path) -> list[Path]:

@@ -21,11 +21,36 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
-             for row in [headers, *rows]]
+MIN_COLUMN = 12  # a shortened cell keeps at least this much, whatever the terminal
+
+
+def terminal_width() -> int | None:
+    """The width to fit tables to: a terminal's (or $COLUMNS), None when stdout goes to a file or pipe."""
+    import os
+    import shutil
+
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def table(headers: list[str], rows: list[list[str]], width: int | None = -1) -> str:
+    """Aligned columns; on a narrow terminal the widest cells are shortened in the middle."""
+    rows = [[str(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(cell) for cell in column) for column in zip(*rows)]
+    width = terminal_width() if width == -1 else width
+    while width and sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > MIN_COLUMN:
+        widest = widths.index(max(widths))
+        widths[widest] = max(MIN_COLUMN, widths[widest] - (sum(widths) + 2 * (len(widths) - 1) - width))
+    lines = ["  ".join(_fit(cell, width).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def _fit(cell: str, width: int) -> str:
+    if len(cell) <= width:
+        return cell
+    head = (width - 1) // 2
+    return cell[:head] + "…" + cell[len(cell) - (width - 1 - head):]
 
 
 def fetch_json(result: FetchResult) -> str:
@@ -103,7 +128,8 @@ class TerminalProgress(Progress):
         self._bar.stop()
 
     def layer_started(self, index, name, total):
-        short = name if len(name) <= 48 else "…" + name[-47:]
+        room = max(MIN_COLUMN, min(48, self._bar.console.width - 50))  # the bar and sizes take ~50 columns
+        short = name if len(name) <= room else "…" + name[-(room - 1):]
         self._tasks[index] = self._bar.add_task(short, total=total)
 
     def advance(self, index, amount):

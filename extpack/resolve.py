@@ -61,8 +61,13 @@ class LambdaResolver:
             read_timeout=30,
             user_agent_extra="extpack",
         )
-        return self._session.create_client("lambda", region_name=region, endpoint_url=self._endpoint_url,
-                                           config=config)
+        try:
+            return self._session.create_client("lambda", region_name=region, endpoint_url=self._endpoint_url,
+                                               config=config)
+        except ValueError as exc:  # botocore's word for a malformed endpoint URL
+            raise UsageError(f"the Lambda endpoint {_endpoint_name(self._endpoint_url)} is not a valid URL ({exc}): "
+                             "fix --endpoint-url, endpoint-url in the config, or AWS_ENDPOINT_URL_LAMBDA / "
+                             "AWS_ENDPOINT_URL") from None
 
     def resolve(self, source: Source, arch: str) -> ResolvedLayer:
         """GetLayerVersionByArn for a versioned ARN; unversioned ARNs must be pinned first."""
@@ -148,6 +153,13 @@ def _listed_version(item: object, layer: LayerArn) -> tuple[int, tuple[str, ...]
     return version, declared
 
 
+def _endpoint_name(endpoint_url: str | None) -> str:
+    import os
+
+    return repr(endpoint_url or os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL")
+                or "(botocore's default)")
+
+
 _CODE_HINTS = {
     "ResourceNotFoundException": "layer version not found: check the name, the version and the region in the ARN",
     "AccessDeniedException": "access denied: the credentials need lambda:GetLayerVersion on this layer "
@@ -180,9 +192,18 @@ def _aws_error(exc: Exception, layer: str) -> Exception:
         code = error.get("Code", "Unknown")
         hint = _CODE_HINTS.get(code) or f"Lambda API error {code}: {error.get('Message', '').strip()}"
         return AwsError(hint, layer=layer)
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(getattr(exc, "kwargs", {}).get("endpoint_url") or "")
+    at = f" at {endpoint.scheme}://{endpoint.hostname}{f':{endpoint.port}' if endpoint.port else ''}" \
+        if endpoint.hostname else ""
+    if isinstance(exc, bx.SSLError):
+        return AwsError(f"the TLS certificate of the Lambda API{at} was not accepted (certificate verify failed): "
+                        "check the system's CA certificates, or set AWS_CA_BUNDLE to a private CA's", layer=layer)
     if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
                         bx.ConnectionClosedError, bx.HTTPClientError)):
-        return AwsError("cannot reach the Lambda API: check the network, the region and --endpoint-url", layer=layer)
+        return AwsError(f"cannot reach the Lambda API{at}: check the network, the region and --endpoint-url",
+                        layer=layer)
     if isinstance(exc, bx.BotoCoreError):
         return AwsError(f"AWS client error: {exc}", layer=layer)
     if isinstance(exc, (ValueError, TypeError)):

@@ -190,6 +190,35 @@ def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50, conte
     return problems[:limit]
 
 
+def require_unshared_unchanged(stage_dir: Path, manifest: dict | None = None) -> None:
+    """Exit 6 when a file the stage shares with the cache (a hard link) no longer has the size,
+    mode and mtime it was staged with: it was edited or chmod-ed here or in another stage linked
+    from the same cache tree. Cheap (one lstat a file, links never followed): run before every
+    render and image. A file of the stage's own is the user's to change."""
+    from extpack.exceptions import DriftError
+
+    manifest = manifest or read_manifest(stage_dir)
+    if manifest is None:
+        return  # no stage: the command reports that itself
+    files = {entry["path"]: entry for entry in manifest.get("files", []) if entry["type"] == "file"}
+    try:
+        opt_fd = open_stage_opt(stage_dir)
+    except UsageError:
+        return  # the command itself reports a missing or symlinked stage
+    try:
+        for item in nofollow.walk(opt_fd, on_error=lambda rel, exc: None):
+            entry = files.get(item.rel)
+            if entry is None or item.stat.st_nlink < 2:
+                continue
+            problem = _entry_difference(item, entry, contents=False)
+            if problem:
+                raise DriftError(f"the stage {stage_dir} no longer matches its manifest (/opt/{entry['path']}: "
+                                 f"{problem}; it shares its inode with the cache and other stages): run extpack "
+                                 "fetch to restore it, and fetch --no-link for a stage of its own")
+    finally:
+        os.close(opt_fd)
+
+
 def _entry_difference(item: nofollow.Item, entry: dict, contents: bool) -> str | None:
     st = item.stat
     kind = "symlink" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else \

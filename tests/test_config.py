@@ -65,7 +65,7 @@ def test_extpack_toml_supplies_settings_and_flags_win(run_extpack, tmp_path, lay
     assert (tmp_path / "flag-stage/opt/extensions/demo-extension").is_file()
     assert _lock(tmp_path / "flag.lock")["arch"] == "x86_64"
     assert _lock(tmp_path / "cfg.lock")["arch"] == "arm64"  # the config's lock was not touched
-    run_extpack("render", "--stage-dir", "flag-stage", "--base", "registry.example/flag-base:2",
+    run_extpack("render", "--stage-dir", "flag-stage", "--lock", "flag.lock", "--base", "registry.example/flag-base:2",
                 "--output", "flag.Dockerfile", check=True)
     flag_dockerfile = (tmp_path / "flag.Dockerfile").read_text()
     assert "FROM --platform=linux/amd64 registry.example/flag-base:2" in flag_dockerfile

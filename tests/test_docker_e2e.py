@@ -531,7 +531,7 @@ def test_build_from_the_loaded_extension_image_without_a_stage(
     ctx.mkdir()
     project.extpack("render", "--from-image", loaded_extension_image, "--base", base, "--entrypoint", EXT, cwd=ctx)
     text = (ctx / "Dockerfile").read_text()
-    assert f"FROM {loaded_extension_image} AS extpack-opt" in text and ".extpack" not in text
+    assert f"FROM --platform=linux/amd64 {loaded_extension_image} AS extpack-opt" in text and ".extpack" not in text
     assert sorted(p.name for p in ctx.iterdir()) == ["Dockerfile"]
     tag = f"extpack-e2e/from-image:{builder}"
     build(daemon, ctx, tag, builder)
@@ -551,7 +551,7 @@ def test_build_from_a_pushed_extension_image_pinned_by_digest(
     ctx = tmp_path / "function"
     ctx.mkdir()
     project.extpack("render", "--from-image", pinned, "--base", base, "--entrypoint", EXT, cwd=ctx)
-    assert f"FROM {pinned} AS extpack-opt" in (ctx / "Dockerfile").read_text()
+    assert f"FROM --platform=linux/amd64 {pinned} AS extpack-opt" in (ctx / "Dockerfile").read_text()
     assert not daemon.image_exists(pinned)
     tag = "extpack-e2e/from-registry:1"
     build(daemon, ctx, tag, "buildkit")  # the daemon pulls the pinned image from the registry

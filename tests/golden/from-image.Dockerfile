@@ -3,7 +3,7 @@
 # layer 1: demo-extension.zip sha256:f27eb4984deb
 
 # The extension image made by `extpack image` holds only /opt.
-FROM registry.example/team/extensions@sha256:abababababababababababababababababababababababababababababababab AS extpack-opt
+FROM --platform=linux/amd64 registry.example/team/extensions@sha256:abababababababababababababababababababababababababababababababab AS extpack-opt
 
 FROM --platform=linux/amd64 public.ecr.aws/lambda/provided:al2023
 COPY --from=extpack-opt /opt /opt

@@ -1,0 +1,560 @@
+"""Daily use without surprises (issue 18): what a new user hit in one afternoon.
+
+Data loss first (a stage dir that names the project, a hand-written Dockerfile, stages that
+share inodes), then wrong results, friction and docs. Everything drives the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import tree_snapshot
+
+
+def _error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("extpack: error:") and "Traceback" not in result.stderr
+    return lines[0]
+
+
+def _project(tmp_path: Path, layer_zips: Path) -> Path:
+    """A user's project: source files, a .git, a hand-written Dockerfile and the demo layer zip."""
+    project = tmp_path / "project"
+    (project / ".git" / "objects").mkdir(parents=True)
+    (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (project / "src").mkdir()
+    (project / "src" / "main.go").write_text("package main\n")
+    (project / "Dockerfile").write_text("FROM alpine:3.20\nCOPY main /main\n")
+    shutil.copyfile(layer_zips / "demo-extension.zip", project / "demo.zip")
+    return project
+
+
+# --------------------------------------------------------------------------- data loss: --stage-dir
+
+
+def test_stage_dir_dot_is_refused_and_nothing_changes(run_extpack, tmp_path, layer_zips):
+    project = _project(tmp_path, layer_zips)
+    before = tree_snapshot(project)
+    result = run_extpack("fetch", "demo.zip", "--stage-dir", ".", cwd=project, check=2)
+    assert "the current directory" in _error_line(result)
+    assert tree_snapshot(project) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aws-config", "project"]
+
+
+def test_stage_dir_in_config_naming_a_user_folder_is_refused(run_extpack, tmp_path, layer_zips):
+    project = _project(tmp_path, layer_zips)
+    (project / "build").mkdir()
+    (project / "build" / "notes.txt").write_text("mine\n")
+    (project / "extpack.toml").write_text('layers = ["demo.zip"]\nstage-dir = "build"\n')
+    before = tree_snapshot(project)
+    line = _error_line(run_extpack("fetch", cwd=project, check=2))
+    assert "build" in line and "not a stage made by extpack" in line
+    assert tree_snapshot(project) == before
+
+
+@pytest.mark.parametrize("inside", ["lock", "config"])
+def test_stage_dir_holding_the_lock_or_the_config_is_refused(run_extpack, tmp_path, layer_zips, inside):
+    project = _project(tmp_path, layer_zips)
+    (project / "ci").mkdir()
+    if inside == "lock":
+        args = ["fetch", "demo.zip", "--stage-dir", "ci", "--lock", "ci/extpack.lock"]
+    else:
+        (project / "ci" / "extpack.toml").write_text('layers = ["../demo.zip"]\nstage-dir = "."\n')
+        args = ["--config", "ci/extpack.toml", "fetch"]
+    before = tree_snapshot(project)
+    line = _error_line(run_extpack(*args, cwd=project, check=2))
+    assert f"the {inside}" in line
+    assert tree_snapshot(project) == before
+
+
+def test_an_empty_folder_and_an_earlier_stage_are_replaced(run_extpack, tmp_path, layer_zips):
+    project = _project(tmp_path, layer_zips)
+    (project / "stage").mkdir()
+    run_extpack("fetch", "demo.zip", "--stage-dir", "stage", cwd=project, check=True)
+    assert (project / "stage" / "opt" / "extensions" / "demo-extension").is_file()
+    shutil.copyfile(layer_zips / "python-deps.zip", project / "deps.zip")
+    run_extpack("fetch", "deps.zip", "--stage-dir", "stage", cwd=project, check=True)
+    manifest = json.loads((project / "stage" / "manifest.json").read_text())
+    assert [layer["source"] for layer in manifest["layers"]] == ["deps.zip"]
+    assert not (project / "stage" / "opt" / "extensions" / "demo-extension").exists()
+    assert (project / "src" / "main.go").is_file() and (project / ".git" / "HEAD").is_file()
+
+
+# --------------------------------------------------------------------------- data loss: render over a Dockerfile
+
+
+def test_render_keeps_a_hand_written_dockerfile(run_extpack, tmp_path, layer_zips):
+    project = _project(tmp_path, layer_zips)
+    mine = (project / "Dockerfile").read_bytes()
+    run_extpack("fetch", "demo.zip", cwd=project, check=True)
+
+    line = _error_line(run_extpack("render", cwd=project, check=2))
+    assert "--output Dockerfile.extpack" in line and "--force" in line
+    assert (project / "Dockerfile").read_bytes() == mine
+
+    run_extpack("render", "--output", "Dockerfile.extpack", cwd=project, check=True)
+    run_extpack("render", "--output", "Dockerfile.extpack", "--base", "example/base:2", cwd=project, check=True)
+    assert "example/base:2" in (project / "Dockerfile.extpack").read_text()  # its own output is replaced
+    assert (project / "Dockerfile").read_bytes() == mine
+
+    run_extpack("render", "--force", cwd=project, check=True)
+    assert (project / "Dockerfile").read_text().startswith("# Generated by extpack")
+    assert "--force" not in (project / "Dockerfile").read_text()
+
+
+def test_render_keeps_a_hand_written_entry_script(run_extpack, tmp_path, layer_zips):
+    project = _project(tmp_path, layer_zips)
+    (project / "extpack-entry.sh").write_text("#!/bin/sh\nexec /my/own \"$@\"\n")
+    run_extpack("fetch", "demo.zip", cwd=project, check=True)
+    line = _error_line(run_extpack("render", "--rie", "--output", "Dockerfile.extpack", cwd=project, check=2))
+    assert "extpack-entry.sh" in line
+    assert "/my/own" in (project / "extpack-entry.sh").read_text()
+    assert not (project / "Dockerfile.extpack").exists()
+
+
+# --------------------------------------------------------------------------- data loss: stages sharing inodes
+
+
+def _two_projects(tmp_path: Path, fake_lambda, run_extpack):
+    """Projects a and b staging one layer ARN from one cache (on one filesystem)."""
+    import make_layers
+
+    layer = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        run_extpack("fetch", layer.arn, cwd=tmp_path / name, check=True)
+    return tmp_path / "a", tmp_path / "b", layer.arn
+
+
+def _staged_files(project: Path) -> list[Path]:
+    return [p for p in (project / ".extpack" / "opt").rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+EXTENSION = ".extpack/opt/extensions/demo-extension"
+
+
+def test_a_chmod_in_one_stage_stops_render_and_image_of_a_stage_sharing_it(run_extpack, tmp_path, fake_lambda):
+    a, b, arn = _two_projects(tmp_path, fake_lambda, run_extpack)
+    shared = (a / EXTENSION).stat().st_ino == (b / EXTENSION).stat().st_ino  # a hard link, not a reflink
+    (a / EXTENSION).chmod(0o700)
+    for project in (a, b) if shared else (a,):
+        line = _error_line(run_extpack("render", "--output", "-", cwd=project, check=6))
+        assert "run extpack fetch" in line and "mode 0700" in line and "--no-link" in line
+        line = _error_line(run_extpack("image", "-o", "img", cwd=project, check=6))
+        assert "run extpack fetch" in line
+    run_extpack("fetch", arn, cwd=b, check=True)
+    run_extpack("render", "--output", "-", cwd=b, check=True)
+    assert (b / EXTENSION).stat().st_mode & 0o777 == 0o755
+
+
+def test_an_edit_through_a_shared_file_is_caught_by_render(run_extpack, tmp_path, fake_lambda):
+    a, b, _ = _two_projects(tmp_path, fake_lambda, run_extpack)
+    shared = (a / EXTENSION).stat().st_ino == (b / EXTENSION).stat().st_ino
+    data = bytearray((a / EXTENSION).read_bytes())
+    data[-1] ^= 1
+    with open(a / EXTENSION, "r+b") as handle:  # same size: only the mtime tells
+        handle.write(bytes(data))
+    os.utime(a / EXTENSION, (1, 1))
+    line = _error_line(run_extpack("render", "--output", "-", cwd=b if shared else a, check=6))
+    assert "modified since it was staged" in line
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_no_link_gives_a_stage_of_its_own(run_extpack, tmp_path, layer_zips, fake_lambda, how):
+    import make_layers
+
+    layer = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    shared.mkdir(), own.mkdir()
+    run_extpack("fetch", layer.arn, cwd=shared, check=True)
+    run_extpack("fetch", layer.arn, cwd=own, check=True)
+    if how == "flag":
+        run_extpack("fetch", layer.arn, "--no-link", cwd=own, check=True)
+    else:
+        (own / "extpack.toml").write_text(f'layers = ["{layer.arn}"]\nlink = false\n')
+        run_extpack("fetch", cwd=own, check=True)
+    assert _staged_files(own) and all(p.stat().st_nlink == 1 for p in _staged_files(own))
+    (own / ".extpack/opt/extensions/demo-extension").chmod(0o700)
+    run_extpack("render", "--output", "-", cwd=shared, check=True)
+    assert (shared / ".extpack/opt/extensions/demo-extension").stat().st_mode & 0o777 == 0o755
+
+
+# --------------------------------------------------------------------------- wrong results: render
+
+
+def test_from_image_with_a_platform_pulls_that_platform_of_the_extension_image(run_extpack, tmp_path):
+    ref = "registry.example/team/extensions@sha256:" + "ab" * 32
+    text = run_extpack("render", "--from-image", ref, "--platform", "linux/arm64", "--output", "-", check=True).stdout
+    assert f"FROM --platform=linux/arm64 {ref} AS extpack-opt" in text
+    assert "FROM --platform=linux/arm64 public.ecr.aws/lambda/provided:al2023" in text
+
+
+def test_a_platform_that_contradicts_the_stage_is_refused(run_extpack, tmp_path, layer_zips):
+    run_extpack("fetch", layer_zips / "demo-extension.zip", check=True)
+    line = _error_line(run_extpack("render", "--platform", "linux/arm64", check=2))
+    assert "linux/arm64" in line and "x86_64" in line and "fetch --arch arm64" in line
+    assert not (tmp_path / "Dockerfile").exists()
+    run_extpack("render", "--platform", "linux/amd64", check=True)
+
+
+def test_render_after_lock_upgrade_asks_for_a_fetch(run_extpack, tmp_path, fake_lambda):
+    import make_layers
+
+    first = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    run_extpack("fetch", first.layer_arn, check=True)
+    run_extpack("render", check=True)
+    fake_lambda.add_layer("demo", make_layers.build("python-deps.zip"))
+    run_extpack("lock", first.layer_arn, "--upgrade", check=True)
+    before = (tmp_path / "Dockerfile").read_bytes()
+    line = _error_line(run_extpack("render", check=6))
+    assert "older than extpack.lock: run extpack fetch" in line
+    assert (tmp_path / "Dockerfile").read_bytes() == before
+    run_extpack("fetch", first.layer_arn, check=True)
+    run_extpack("render", check=True)
+    assert ":2 sha256:" in (tmp_path / "Dockerfile").read_text()
+
+
+RENDER_SETTINGS = [("copy", ["build:/main:/main", "config.json:/etc/app.json"]), ("env", ["LOG_LEVEL=debug"]),
+                   ("entrypoint", "/main"), ("cmd", "serve --port 8080"), ("rie", True),
+                   ("rie-binary", "bin/aws-lambda-rie"), ("app-dir", "src"), ("context", ".")]
+
+
+def _flags(settings) -> list[str]:
+    words = []
+    for key, value in settings:
+        for item in value if isinstance(value, list) else [value]:
+            words += [f"--{key}"] + ([] if item is True else [item])
+    return words
+
+
+def test_every_render_flag_is_a_config_key_and_gives_the_same_bytes(run_extpack, tmp_path, layer_zips):
+    shutil.copyfile(layer_zips / "demo-extension.zip", tmp_path / "demo.zip")
+    run_extpack("fetch", "demo.zip", check=True)
+    run_extpack("render", *_flags(RENDER_SETTINGS), "--handler", "app.handler", "--template", "python", check=True)
+    by_flags = (tmp_path / "Dockerfile").read_bytes()
+    assert b"--context ." in by_flags and b"--copy config.json:/etc/app.json" in by_flags
+    (tmp_path / "Dockerfile").unlink()
+
+    config = 'layers = ["demo.zip"]\ntemplate = "python"\nhandler = "app.handler"\n'
+    config += "".join(f"{key} = {json.dumps(value)}\n" for key, value in RENDER_SETTINGS)
+    (tmp_path / "extpack.toml").write_text(config)
+    run_extpack("render", "--check", check=6)  # nothing on disk yet
+    run_extpack("render", check=True)
+    assert (tmp_path / "Dockerfile").read_bytes() == by_flags
+    run_extpack("render", "--check", check=True)
+    # A flag still wins over the config, and the header then says so.
+    drift = run_extpack("render", "--check", "--cmd", "other", check=6)
+    assert "+CMD [\"other\"]" in drift.stdout and "--cmd other" in drift.stdout
+
+
+def test_a_bad_render_key_in_the_config_names_the_key(run_extpack, tmp_path):
+    (tmp_path / "extpack.toml").write_text('copy = "a:b"\n')
+    line = _error_line(run_extpack("render", check=2))
+    assert "'copy'" in line and "list" in line
+
+
+# --------------------------------------------------------------------------- wrong results: user templates
+
+
+def _template_project(run_extpack, tmp_path: Path, layer_zips: Path, template: str) -> None:
+    shutil.copyfile(layer_zips / "demo-extension.zip", tmp_path / "demo.zip")
+    run_extpack("fetch", "demo.zip", check=True)
+    (tmp_path / "mine.Dockerfile.j2").write_text(template)
+
+
+def test_a_template_app_block_that_drops_settings_is_warned_about(run_extpack, tmp_path, layer_zips):
+    _template_project(run_extpack, tmp_path, layer_zips,
+                      '{% extends "aws-base" %}\n{% block app %}\nCOPY --from=build /main /main\n{% endblock %}\n')
+    result = run_extpack("render", "--template", "mine.Dockerfile.j2", "--copy", "config.json:/etc/app.json",
+                         "--env", "LOG_LEVEL=debug", "--cmd", "serve", "--entrypoint", "/main", check=True)
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1, result.stderr
+    for dropped in ("--copy config.json:/etc/app.json", "--env LOG_LEVEL", "--entrypoint", "--cmd", "_app.j2"):
+        assert dropped in warning[0]
+    # A block that keeps extpack's part (or writes the same lines) is not warned about.
+    (tmp_path / "mine.Dockerfile.j2").write_text('{% extends "aws-base" %}\n{% block app %}\nRUN true\n'
+                                                 '{% include "_app.j2" %}\n{% endblock %}\n')
+    quiet = run_extpack("render", "--template", "mine.Dockerfile.j2", "--copy", "config.json:/etc/app.json",
+                        "--env", "LOG_LEVEL=debug", "--cmd", "serve", "--entrypoint", "/main", "--force", check=True)
+    assert "warning" not in quiet.stderr
+
+
+def test_rie_with_a_template_entrypoint_that_bypasses_the_entry_script_is_warned_about(run_extpack, tmp_path,
+                                                                                       layer_zips):
+    _template_project(run_extpack, tmp_path, layer_zips,
+                      '{% extends "aws-base" %}\n{% block app %}\nENTRYPOINT ["/main"]\n{% endblock %}\n')
+    result = run_extpack("render", "--template", "mine.Dockerfile.j2", "--rie", check=True)
+    assert "/extpack-entry.sh" in result.stderr and "Emulator never starts" in result.stderr
+
+
+def test_a_template_extending_alpine_rie_keeps_the_emulator(run_extpack, tmp_path, layer_zips):
+    _template_project(run_extpack, tmp_path, layer_zips,
+                      '{% extends "alpine-rie" %}\n{% block build %}\nFROM golang:1.22 AS build\n{% endblock %}\n')
+    result = run_extpack("render", "--template", "mine.Dockerfile.j2", "--entrypoint", "/main", check=True)
+    text = (tmp_path / "Dockerfile").read_text()
+    assert "/usr/bin/aws-lambda-rie" in text and 'ENTRYPOINT ["/extpack-entry.sh", "/main"]' in text
+    assert os.access(tmp_path / "extpack-entry.sh", os.X_OK) and "warning" not in result.stderr
+
+
+# --------------------------------------------------------------------------- wrong results: fetch
+
+
+def test_a_first_fetch_uses_a_zip_the_cache_already_holds_by_content(run_extpack, tmp_path, fake_lambda):
+    import make_layers
+
+    data = make_layers.build("demo-extension.zip")
+    first = fake_lambda.add_layer("demo", data)
+    same = fake_lambda.add_layer("demo-copy", data)  # the same bytes published under another name
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    run_extpack("fetch", first.arn, cwd=tmp_path / "a", check=True)
+    fake_lambda.clear_requests()
+    result = run_extpack("fetch", same.arn, "--json", cwd=tmp_path / "b", check=True)
+    assert fake_lambda.download_calls == []
+    assert json.loads(result.stdout)["layers"][0]["from_cache"] is True
+    assert (tmp_path / "b" / EXTENSION).is_file()
+
+
+def test_the_up_to_date_fast_path_keeps_the_overrides_report_and_strict(run_extpack, tmp_path, layer_zips):
+    from make_layers import ZipBuilder
+
+    for name in ("override-a.zip", "override-b.zip"):
+        shutil.copyfile(layer_zips / name, tmp_path / name)
+    (tmp_path / "private.zip").write_bytes(ZipBuilder().dir("data").file("data/secret.json", "{}\n", 0o600)
+                                           .getvalue())
+    args = ["fetch", "override-a.zip", "override-b.zip", "private.zip"]
+    built = run_extpack(*args, check=True)
+    again = run_extpack(*args, check=True)
+    assert "up to date" in again.stderr + again.stdout
+    reported = [line for line in built.stderr.splitlines() if "overrid" in line or line.startswith("warning:")]
+    assert reported and reported == [line for line in again.stderr.splitlines()
+                                     if "overrid" in line or line.startswith("warning:")]
+    assert any("secret.json" in line for line in reported)
+    before = tree_snapshot(tmp_path)
+    line = _error_line(run_extpack(*args, "--strict", check=5))
+    assert "secret.json" in line
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_a_refused_layer_is_not_sent_to_doctor_fix(run_extpack, tmp_path):
+    from make_layers import ZipBuilder
+
+    (tmp_path / "ext.zip").write_bytes(ZipBuilder().dir("extensions").file("extensions/probe", "#!/bin/sh\n", 0o750)
+                                       .getvalue())
+    line = _error_line(run_extpack("fetch", "ext.zip", check=5))
+    assert "chmod 0755" in line and "doctor --fix" not in line
+    assert not (tmp_path / ".extpack").exists()
+
+
+# --------------------------------------------------------------------------- wrong results: network errors
+
+
+@pytest.fixture
+def self_signed_https(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate no client trusts; counts requests."""
+    import http.server
+    import ssl
+    import threading
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_tls_certificate_error_is_not_retried_and_says_certificate(run_extpack, self_signed_https, aws_env):
+    url, _ = self_signed_https
+    env = dict(aws_env, EXTPACK_RETRY_BACKOFF="5")  # a retry would show as a long run
+    import time
+
+    started = time.monotonic()
+    line = _error_line(run_extpack("fetch", f"{url}/layer.zip", env=env, check=4))
+    assert "certificate" in line and "after 5 attempts" not in line
+    assert time.monotonic() - started < 5
+    api = _error_line(run_extpack("fetch", "arn:aws:lambda:us-east-1:123456789012:layer:demo:1",
+                                  "--endpoint-url", url, env=dict(env, AWS_MAX_ATTEMPTS="1"), check=3))
+    assert "certificate" in api and url in api
+
+
+@pytest.mark.parametrize("where", ["flag", "env"])
+def test_a_malformed_endpoint_url_is_a_usage_error_naming_it(run_extpack, aws_env, where):
+    arn = "arn:aws:lambda:us-east-1:123456789012:layer:demo:1"
+    if where == "flag":
+        result = run_extpack("fetch", arn, "--endpoint-url", "http://[bad", check=2)
+    else:
+        result = run_extpack("fetch", arn, env=dict(aws_env, AWS_ENDPOINT_URL_LAMBDA="not a url"), check=2)
+    line = _error_line(result)
+    assert ("http://[bad" if where == "flag" else "not a url") in line and "internal error" not in line
+
+
+def test_a_url_that_serves_an_error_page_fails_at_once_with_one_message(run_extpack, fake_lambda, aws_env):
+    import boto3
+    import make_layers
+
+    layer = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    client = boto3.client("lambda", region_name="us-east-1", endpoint_url=fake_lambda.endpoint,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    url = client.get_layer_version_by_arn(Arn=layer.arn)["Content"]["Location"]
+    fake_lambda.inject("html", layer=layer.arn, times=50)
+    fake_lambda.clear_requests()
+    line = _error_line(run_extpack("fetch", url, env=dict(aws_env, EXTPACK_RETRY_BACKOFF="0.01"), check=4))
+    assert "text/html instead of a zip" in line and "check that the URL" in line
+    assert "network" not in line and "attempts" not in line
+    assert len(fake_lambda.download_calls) == 2
+
+
+# --------------------------------------------------------------------------- friction
+
+
+def test_the_config_is_found_from_a_subfolder(run_extpack, tmp_path, layer_zips):
+    project = _project(tmp_path, layer_zips)
+    (project / "extpack.toml").write_text('layers = ["demo.zip"]\noutput = "Dockerfile.extpack"\n')
+    run_extpack("fetch", cwd=project / "src", check=True)
+    assert (project / ".extpack" / "manifest.json").is_file() and (project / "extpack.lock").is_file()
+    assert not (project / "src" / ".extpack").exists()
+    run_extpack("render", cwd=project / "src", check=True)
+    assert "COPY .extpack/opt /opt" in (project / "Dockerfile.extpack").read_text()
+    run_extpack("verify", cwd=project / "src", check=True)
+
+
+def test_the_locks_arch_sticks_and_frozen_needs_only_the_lock(run_extpack, tmp_path, layer_zips):
+    shutil.copyfile(layer_zips / "elf-arm64.zip", tmp_path / "arm.zip")
+    run_extpack("fetch", "arm.zip", "--arch", "arm64", check=True)
+    run_extpack("fetch", "arm.zip", check=True)  # not x86_64 again: the lock says arm64
+    assert json.loads((tmp_path / ".extpack" / "manifest.json").read_text())["arch"] == "arm64"
+    shutil.rmtree(tmp_path / ".extpack")
+    run_extpack("fetch", "--frozen", check=True)  # no config, no source: the lock is the truth
+    assert json.loads((tmp_path / ".extpack" / "manifest.json").read_text())["arch"] == "arm64"
+
+
+def test_a_source_on_the_command_line_in_a_configured_project_is_said(run_extpack, tmp_path, layer_zips):
+    project = _project(tmp_path, layer_zips)
+    shutil.copyfile(layer_zips / "python-deps.zip", project / "deps.zip")
+    (project / "extpack.toml").write_text('layers = ["demo.zip", "deps.zip"]\n')
+    result = run_extpack("fetch", "deps.zip", cwd=project, check=True)
+    assert "instead of the 2 listed in" in result.stderr and "extpack.toml" in result.stderr
+    quiet = run_extpack("fetch", cwd=project, check=True)
+    assert "instead of" not in quiet.stderr
+
+
+# --------------------------------------------------------------------------- docs
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str, str]]:
+    """(the line before the block, its info string, its body) for every fenced block."""
+    import re
+
+    return [(m.group(1), m.group(2), m.group(3))
+            for m in re.finditer(r"(?m)^([^\n]*)\n```(\w*)\n(.*?)^```$", text, re.S)]
+
+
+def _extpack_shell(tmp_path: Path) -> Path:
+    """A folder with an `extpack` on PATH that runs this checkout's code."""
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "extpack").write_text(f'#!/bin/sh\nexec {sys.executable} -m extpack "$@"\n')
+    (bin_dir / "extpack").chmod(0o755)
+    return bin_dir
+
+
+def test_the_readmes_runnable_examples_run(tmp_path, aws_env):
+    runnable = [body for before, info, body in _fenced_blocks(README.read_text()) if before == "<!-- runnable -->"]
+    assert runnable, "the README marks no block as runnable"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures", tmp_path / "fixtures")
+    env = dict(aws_env, PATH=f"{_extpack_shell(tmp_path)}:{os.environ['PATH']}")
+    for body in runnable:
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", body], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{body}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        assert "sha256:" in result.stdout
+
+
+def test_the_readmes_go_example_renders_as_it_says(run_extpack, tmp_path, layer_zips):
+    blocks = _fenced_blocks(README.read_text())
+    template = next(body for _, info, body in blocks if info == "jinja" and "go.Dockerfile.j2" in body)
+    command = next(body for _, info, body in blocks if body.startswith("extpack render --template go.Dockerfile.j2"))
+    (tmp_path / "go.Dockerfile.j2").write_text(template)
+    shutil.copyfile(layer_zips / "demo-extension.zip", tmp_path / "demo.zip")
+    run_extpack("fetch", "demo.zip", check=True)
+    import shlex
+
+    result = run_extpack(*shlex.split(command)[1:], "--output", "-", check=True)
+    assert "FROM golang:1.22 AS build" in result.stdout
+    assert "COPY --from=build /main /main" in result.stdout and 'ENTRYPOINT ["/main"]' in result.stdout
+    assert "warning" not in result.stderr
+
+
+def test_the_readme_names_no_missing_file_and_says_how_to_install():
+    text = README.read_text()
+    root = README.parent
+    assert "DESIGN.md" not in text or (root / "DESIGN.md").is_file()
+    assert "## Install" in text and "pipx install" in text and "uv tool install" in text
+
+
+def test_the_ci_example_installs_this_project():
+    import yaml
+
+    workflow = yaml.safe_load((README.parent / "examples/.github/workflows/build.yml").read_text())
+    installs = [step["run"] for job in workflow["jobs"].values() for step in job["steps"]
+                if "install" in step.get("run", "")]
+    assert installs and all("git+" in run for run in installs)
+
+
+def test_lock_upgrade_to_latest_moves_a_pinned_version(run_extpack, tmp_path, fake_lambda):
+    import make_layers
+
+    first = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    (tmp_path / "extpack.toml").write_text(f'layers = ["{first.arn}"]\n')
+    run_extpack("lock", check=True)
+    second = fake_lambda.add_layer("demo", make_layers.build("python-deps.zip"))
+    assert "unchanged" in run_extpack("lock", "--upgrade", check=True).stdout  # a pinned ARN stays
+    moved = run_extpack("lock", "--upgrade", "--to-latest", check=True).stdout
+    assert "updated" in moved and second.arn in moved
+    assert json.loads((tmp_path / "extpack.lock").read_text())["layers"][0]["arn"] == second.arn
+    run_extpack("fetch", "--frozen", check=True)
+    manifest = json.loads((tmp_path / ".extpack" / "manifest.json").read_text())
+    assert manifest["layers"][0]["arn"] == second.arn
+
+
+def test_tables_fit_a_narrow_terminal(run_extpack, tmp_path, fake_lambda, aws_env):
+    import make_layers
+
+    layer = fake_lambda.add_layer("a-layer-with-a-rather-long-name-as-vendors-publish-them",
+                                  make_layers.build("demo-extension.zip"))
+    wide = run_extpack("fetch", layer.arn, check=True).stdout  # to a pipe: never shortened
+    assert layer.arn in wide
+    narrow = run_extpack("ls", env=dict(aws_env, COLUMNS="80"), check=True).stdout
+    assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+    assert "…" in narrow and layer.arn[-10:] in narrow
+    again = run_extpack("fetch", layer.arn, env=dict(aws_env, COLUMNS="80"), check=True).stdout
+    assert all(len(line) <= 80 for line in again.splitlines()[:-1]), again
