@@ -166,7 +166,7 @@ class Fetcher:
         protected = [("the current directory", Path.cwd()), ("the lock file", options.lock_path)]
         if options.config_path is not None:
             protected.append(("the config file", options.config_path))
-        refuse_unless_replaceable(options.stage_dir, ours=lambda path: staging.read_manifest(path) is not None,
+        refuse_unless_replaceable(options.stage_dir, ours=_is_a_stage,
                                   what="a stage made by extpack fetch (no extpack manifest.json)",
                                   option="--stage-dir", protected=protected)
 
@@ -178,9 +178,9 @@ class Fetcher:
         ARNs too (the lock then pins a newer version than the config names).
         """
         with holding_stage(self.options.stage_dir, on_wait=self.progress.info):
-            return self._lock_only(upgrade)
+            return self._lock_only(upgrade, to_latest)
 
-    def _lock_only(self, upgrade: list[str] | None) -> tuple[Lock | None, Lock]:
+    def _lock_only(self, upgrade: list[str] | None, to_latest: bool) -> tuple[Lock | None, Lock]:
         from extpack.atomic import write_atomically
 
         sources = [parse_source(text, base_dir=self.options.base_dir) for text in self.options.sources]
@@ -565,6 +565,14 @@ def _sharing(cache: Cache, build_dir: Path, allow_hard_links: bool):
         return None
     finally:
         staging.discard(probe)
+
+
+def _is_a_stage(path: Path) -> bool:
+    """A folder with extpack's manifest: one whose fields were damaged is still a stage to replace."""
+    try:
+        return staging.read_manifest(path) is not None
+    except UsageError:
+        return True
 
 
 def _overrides_of(manifest: dict) -> list[tuple[str, int, int]]:

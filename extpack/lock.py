@@ -92,11 +92,13 @@ def _locked_layer(item: object, where: str) -> LockedLayer:
 
 
 def _check_pin(source: str, arn: str | None, version: int | None, where: str) -> None:
-    """An ARN source is pinned to a version of that same layer (of that version, if it names one)."""
+    """An ARN source is pinned to a version of that same layer (a versioned source may be pinned
+    to a newer version than it names: `extpack lock --upgrade --to-latest`)."""
     wanted = validate.layer_arn_match(source, f"{where}.source")
     if arn is None or version is None:
         raise validate.Invalid(f"{where}.arn", "and .version are required for a layer ARN source")
-    if wanted["version"] is not None and int(wanted["version"]) != version:
-        raise validate.Invalid(f"{where}.version", f"is {version}, but the source names version {wanted['version']}")
+    if wanted["version"] is not None and version < int(wanted["version"]):
+        raise validate.Invalid(f"{where}.version", f"is {version}, older than the version {wanted['version']} "
+                                                   "the source names")
     if arn != f"{validate.layer_arn_of(wanted)}:{version}":
         raise validate.Invalid(f"{where}.arn", f"is not version {version} of the source's layer: {validate.shown(arn)}")

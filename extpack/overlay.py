@@ -82,7 +82,8 @@ class StageTree:
                 os.symlink(node.target, path, dir_fd=dest_fd)
                 os.utime(path, (node.mtime, node.mtime), dir_fd=dest_fd, follow_symlinks=False)
             elif share is not None:
-                if inodes is not None and inodes.get(path) != share(path, source_fd, dest_fd):
+                placed = share(path, source_fd, dest_fd)
+                if inodes is not None and inodes.get(path) != placed:
                     raise LayerContentError(f"the cache's copy of {path!r} changed while it was being staged "
                                             "(a file or directory swapped in the cache): run the fetch again",
                                             layer=name)
