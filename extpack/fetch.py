@@ -143,7 +143,7 @@ class Fetcher:
             options.sources = [layer.source for layer in lock.layers]
         sources = [parse_source(text, base_dir=options.base_dir) for text in options.sources]
         if not sources:
-            raise UsageError(f"no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
+            raise UsageError("no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
                              "'layers' in extpack.toml")
         staging.refuse_symlinked_stage(options.stage_dir)
         self._check_stage_dir()

@@ -20,7 +20,6 @@ The known bugs of test_fuzz.KNOWN_BUGS are tolerated (each counted once on stder
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import tempfile
 import zipfile

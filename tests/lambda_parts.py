@@ -43,7 +43,7 @@ def rie_binary() -> Path:
 def go_binary() -> str:
     found = os.environ.get("EXTPACK_TEST_GO") or shutil.which("go") or "/usr/local/go/bin/go"
     if not os.access(found, os.X_OK):
-        unavailable(f"no Go toolchain (go on PATH, /usr/local/go/bin/go or $EXTPACK_TEST_GO): "
+        unavailable("no Go toolchain (go on PATH, /usr/local/go/bin/go or $EXTPACK_TEST_GO): "
                     "the emulator tests build Go code")
     return found
 

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import pytest
 from conftest import _clean_environ, _extpack_command, tree_snapshot
-from hypothesis import HealthCheck, assume, event, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 # --------------------------------------------------------------------------- settings

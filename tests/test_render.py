@@ -6,7 +6,6 @@ import os
 import shutil
 from pathlib import Path
 
-import make_layers
 import pytest
 
 GOLDEN = Path(__file__).parent / "golden"
