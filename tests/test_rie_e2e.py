@@ -264,7 +264,15 @@ def test_an_extension_for_the_other_cpu_does_not_start(arm64_extension_image, co
 
 def smoke(project: Project, *args: str, check: int | None = None, env: dict[str, str] | None = None
           ) -> subprocess.CompletedProcess[str]:
-    return project.extpack("smoke", *args, check=check, env=env)
+    # Without a bridge, smoke runs the container on the host's network: the stand-in extension
+    # gets a port of its own, so a test run beside another (two CI jobs on one host) cannot clash.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return project.extpack("smoke", *args, "--env", f"PARAMETERS_SECRETS_EXTENSION_HTTP_PORT={port}",
+                           check=check, env=env)
 
 
 def derived(daemon: DockerDaemon, project: Project, tags: list[str], tmp_path: Path, tag: str, lines: str,
