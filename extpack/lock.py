@@ -8,6 +8,7 @@ from pathlib import Path
 
 from extpack import validate
 from extpack.exceptions import UsageError
+from extpack.model import Arch
 
 LOCK_SCHEMA = "extpack.lock/v1"
 KINDS = ("arn", "zip", "url")
@@ -21,7 +22,7 @@ class LockedLayer:
     size: int
     arn: str | None = None  # the exact version ARN, for ARN sources
     version: int | None = None
-    architectures: tuple[str, ...] = field(default=())
+    architectures: tuple[Arch, ...] = field(default=())
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -31,7 +32,7 @@ class LockedLayer:
 
 @dataclass(frozen=True)
 class Lock:
-    arch: str
+    arch: Arch
     layers: tuple[LockedLayer, ...]
 
     def find(self, source: str) -> LockedLayer | None:
@@ -67,7 +68,7 @@ def _lock_from_json(data: object) -> Lock:
     validate.mapping(data, "(top level)")
     if data.get("schema") != LOCK_SCHEMA:
         raise validate.Invalid("schema", f"is {validate.shown(data.get('schema'))}, not {LOCK_SCHEMA!r}")
-    arch = validate.architecture(data.get("arch"), "arch")
+    arch = Arch.of_field(data.get("arch"), "arch")
     items = validate.sequence(data.get("layers"), "layers")
     return Lock(arch=arch, layers=tuple(_locked_layer(item, f"layers[{i}]") for i, item in enumerate(items)))
 
@@ -87,7 +88,7 @@ def _locked_layer(item: object, where: str) -> LockedLayer:
         size=validate.count(item.get("size"), f"{where}.size"),
         arn=arn,
         version=version,
-        architectures=validate.architectures(item.get("architectures") or [], f"{where}.architectures"),
+        architectures=Arch.list_of_field(item.get("architectures") or [], f"{where}.architectures"),
     )
 
 

@@ -15,10 +15,15 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extpack import nofollow
 from extpack.exceptions import UsageError
+from extpack.model import Arch
 from extpack.stage import open_stage_opt
+
+if TYPE_CHECKING:
+    from extpack.manifest import Manifest
 
 OPT = "opt"
 
@@ -128,18 +133,10 @@ class TreeView(StageView):
 class ManifestView(StageView):
     """A stage described by its manifest (no directory walk), read like a StageView."""
 
-    def __init__(self, stage_dir: Path, manifest: dict) -> None:
+    def __init__(self, stage_dir: Path, manifest: Manifest) -> None:
         self.root = stage_dir
-        self._entries = {f"{OPT}/{f['path']}": Entry(f"{OPT}/{f['path']}", f["type"], _octal(f.get("mode")),
-                                                      f["size"], f.get("target"))
-                         for f in manifest.get("files", [])}
-
-
-def _octal(mode) -> int:
-    try:
-        return int(str(mode), 8)
-    except ValueError:
-        return 0
+        self._entries = {f"{OPT}/{f.path}": Entry(f"{OPT}/{f.path}", f.type, f.mode, f.size, f.target)
+                         for f in manifest.files}
 
 
 def _kind(mode: int) -> str:
@@ -214,8 +211,11 @@ def oci_layout_view(layout: Path, arch: str | None) -> LayersView:
     return LayersView([_blob(layout, layer["digest"]) for layer in manifest["layers"]], _lambda_arch(config))
 
 
-def _lambda_arch(config: dict) -> str | None:
-    return {"amd64": "x86_64", "arm64": "arm64"}.get(config.get("architecture", ""))
+def _lambda_arch(config: dict) -> Arch | None:
+    try:
+        return Arch.parse(config.get("architecture"))
+    except UsageError:
+        return None  # a CPU Lambda does not run
 
 
 def _blob(layout: Path, digest: str) -> Path:
@@ -226,7 +226,7 @@ def _blob(layout: Path, digest: str) -> Path:
 def _pick_manifest(layout: Path, document: dict, arch: str | None) -> dict:
     if "layers" in document:
         return document
-    wanted = {"x86_64": "amd64", "arm64": "arm64"}.get(arch or "", None)
+    wanted = Arch.parse(arch).oci if arch else None
     manifests = document.get("manifests", [])
     if not manifests:
         raise UsageError(f"{layout} holds no image")
