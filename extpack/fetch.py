@@ -219,7 +219,7 @@ class Fetcher:
         arn = source.arn
         if arn.version is None or latest:
             arn = arn.with_version(self.resolver.newest_version(arn, self.options.arch))
-        resolved = self.resolver.resolve(Source("arn", source.text, arn=arn), self.options.arch)
+        resolved = self.resolver.resolve(Source(SourceKind.ARN, source.text, arn=arn), self.options.arch)
         return LockedLayer(source.text, "arn", resolved.sha256, resolved.size, arn=resolved.arn,
                            version=resolved.version, architectures=resolved.architectures)
 
@@ -468,7 +468,7 @@ class Fetcher:
         elif arn.version is None:
             arn = arn.with_version(self.resolver.newest_version(arn, self.options.arch))
             self.progress.info(f"{source.text}: newest version is {arn.version}")
-        pinned_source = Source("arn", source.text, arn=arn)
+        pinned_source = Source(SourceKind.ARN, source.text, arn=arn)
         resolved = self.resolver.resolve(pinned_source, self.options.arch)
         if pin is not None and resolved.sha256 != pin.sha256:
             raise DriftError(f"the Lambda API reports sha256 {resolved.sha256}, the lock says {pin.sha256}: "
@@ -610,5 +610,5 @@ def _layer_record(index: int, source: Source, locked: LockedLayer, files: int, u
         name = source.path.stem
     else:
         name = Path(source.display.rstrip("/")).stem or "layer"
-    return StagedLayer(index, source.display, SourceKind(source.kind), locked.arn, name, locked.version, locked.sha256,
+    return StagedLayer(index, source.display, source.kind, locked.arn, name, locked.version, locked.sha256,
                        locked.size, unzipped, tuple(map(Arch, locked.architectures)), files)

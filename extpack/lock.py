@@ -8,16 +8,15 @@ from pathlib import Path
 
 from extpack import validate
 from extpack.exceptions import UsageError
-from extpack.model import Arch
+from extpack.model import Arch, SourceKind
 
 LOCK_SCHEMA = "extpack.lock/v1"
-KINDS = ("arn", "zip", "url")
 
 
 @dataclass(frozen=True)
 class LockedLayer:
     source: str  # as the user wrote it (ARN, path or URL)
-    kind: str  # "arn" | "zip" | "url"
+    kind: SourceKind
     sha256: str
     size: int
     arn: str | None = None  # the exact version ARN, for ARN sources
@@ -75,7 +74,7 @@ def _lock_from_json(data: object) -> Lock:
 
 def _locked_layer(item: object, where: str) -> LockedLayer:
     validate.mapping(item, where)
-    kind = validate.one_of(item.get("kind"), KINDS, f"{where}.kind")
+    kind = SourceKind(validate.one_of(item.get("kind"), tuple(SourceKind), f"{where}.kind"))
     source = validate.text(item.get("source"), f"{where}.source")
     arn = validate.optional_layer_version_arn(item.get("arn"), f"{where}.arn")
     version = validate.optional_version(item.get("version"), f"{where}.version")
