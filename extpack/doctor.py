@@ -19,9 +19,9 @@ from extpack import nofollow
 
 from extpack.elf import ELF_MAGIC, HEADER_BYTES, elf_arch, elf_interpreter
 from extpack.manifest import Manifest, StagedLayer
-from extpack.model import IMAGE_LIMIT, LAYER_UNZIPPED_LIMIT, MAX_EXTENSIONS, Arch, Severity, is_extension, \
-    size_limit_text
-from extpack.rootfs import Entry, View
+from extpack.model import IMAGE_LIMIT, LAYER_UNZIPPED_LIMIT, MAX_EXTENSIONS, Arch, Severity, TreeEntry, \
+    is_extension, size_limit_text
+from extpack.rootfs import View
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 SEVERITIES = tuple(Severity)
@@ -70,7 +70,7 @@ def _is_junk(name: str) -> bool:
     return name.startswith("._") or name in (".DS_Store", "Thumbs.db") or name.startswith(".")
 
 
-def _check_extension(view: View, entry: Entry, arch: str) -> list[Finding]:
+def _check_extension(view: View, entry: TreeEntry, arch: str) -> list[Finding]:
     path, name = entry.path, posixpath.basename(entry.path)
     if _is_junk(name):
         return [Finding(ERROR, "junk-extension", path, "a hidden or AppleDouble file in /opt/extensions: Lambda will "
@@ -137,7 +137,7 @@ def _check_script(view: View, path: str, head: bytes) -> list[Finding]:
     return []
 
 
-def _check_permissions(entries: dict[str, Entry]) -> list[Finding]:
+def _check_permissions(entries: dict[str, TreeEntry]) -> list[Finding]:
     findings = []
     for path, entry in sorted(entries.items()):
         if not path.startswith("opt/") or entry.type not in ("file", "dir"):
@@ -152,7 +152,7 @@ def _check_permissions(entries: dict[str, Entry]) -> list[Finding]:
     return findings
 
 
-def _check_symlinks(view: View, entries: dict[str, Entry]) -> list[Finding]:
+def _check_symlinks(view: View, entries: dict[str, TreeEntry]) -> list[Finding]:
     findings = []
     for path, entry in sorted(entries.items()):
         if entry.type != "symlink" or not path.startswith("opt/") or _directly_in_extensions(path):
@@ -167,7 +167,7 @@ def _check_symlinks(view: View, entries: dict[str, Entry]) -> list[Finding]:
     return findings
 
 
-def _check_manifest(view: View, entries: dict[str, Entry], manifest: Manifest, arch: str) -> list[Finding]:
+def _check_manifest(view: View, entries: dict[str, TreeEntry], manifest: Manifest, arch: str) -> list[Finding]:
     findings = []
     for layer in manifest.layers:
         declared = layer.architectures

@@ -16,7 +16,7 @@ from pathlib import Path
 from extpack import nofollow, validate
 from extpack.atomic import write_atomically
 from extpack.exceptions import UsageError
-from extpack.model import Arch, EntryType, SourceKind, is_extension
+from extpack.model import STAGED_TYPES, Arch, EntryType, SourceKind, TreeEntry, is_extension
 from extpack.shapes import Shapes
 
 SCHEMA = "extpack.manifest/v1"
@@ -53,17 +53,11 @@ class StagedLayer:
 
 
 @dataclass(frozen=True, slots=True)
-class StagedFile:
+class StagedFile(TreeEntry):
     """One path under /opt (relative to it), as staged."""
 
-    path: str
-    type: EntryType
-    mode: int
-    size: int = 0
-    sha256: str | None = None
-    target: str | None = None  # a symlink's, as the layer has it
+    sha256: str | None = None  # a file's
     mtime: int | None = None
-    layer: int = 0  # the index of the layer it came from
     overrode: tuple[int, ...] = ()  # the earlier layers whose file at this path it replaced
 
     @property
@@ -194,7 +188,7 @@ def _layer(layer: object, position: int) -> StagedLayer:
     )
 
 
-_ENTRY_TYPES = {kind.value: kind for kind in EntryType}
+_ENTRY_TYPES = {kind.value: kind for kind in STAGED_TYPES}
 _DEFAULT_MODES = {EntryType.FILE: 0o644, EntryType.DIR: 0o755, EntryType.SYMLINK: 0o777}
 
 
@@ -230,7 +224,7 @@ def _file(entry: object, index: int) -> StagedFile:
         for position, layer in enumerate(validate.sequence(overrode, f"{where}.overrode")):
             validate.count(layer, f"{where}.overrode[{position}]")
     return StagedFile(path, kind, _DEFAULT_MODES[kind] if mode is None else int(mode, 8), entry.get("size") or 0,
-                      sha, target, entry.get("mtime"), entry.get("layer") or 0, tuple(overrode))
+                      target, entry.get("layer") or 0, sha, entry.get("mtime"), tuple(overrode))
 
 
 # ---------------------------------------------------------------------------

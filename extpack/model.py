@@ -8,6 +8,8 @@ without forming a cycle.
 
 from __future__ import annotations
 
+import stat
+from dataclasses import dataclass
 from enum import Enum
 
 from extpack import validate
@@ -95,11 +97,37 @@ class SourceKind(_StrEnum):
 
 
 class EntryType(_StrEnum):
-    """What a path in a staged tree is (extpack stages nothing else)."""
+    """What a path in a tree is. A stage holds files, dirs and symlinks only; OTHER (a device,
+    a fifo, a socket) is found in images and in stages someone changed."""
 
     FILE = "file"
     DIR = "dir"
     SYMLINK = "symlink"
+    OTHER = "other"
+
+    @classmethod
+    def of_mode(cls, mode: int) -> EntryType:
+        """The type of an lstat() result's st_mode."""
+        if stat.S_ISLNK(mode):
+            return cls.SYMLINK
+        if stat.S_ISDIR(mode):
+            return cls.DIR
+        return cls.FILE if stat.S_ISREG(mode) else cls.OTHER
+
+
+STAGED_TYPES = (EntryType.FILE, EntryType.DIR, EntryType.SYMLINK)
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    """One path of a tree (a stage's /opt, an image's root), as the checks and detectors see it."""
+
+    path: str  # relative to the tree's root, no leading slash
+    type: EntryType
+    mode: int  # the permission bits
+    size: int = 0
+    target: str | None = None  # a symlink's, as written
+    layer: int = 0  # in a stage: the index of the layer it came from
 
 
 class Severity(_StrEnum):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from extpack import nofollow
-from extpack.model import EntryType, is_extension
+from extpack.model import EntryType, TreeEntry, is_extension
 
 if TYPE_CHECKING:
     from extpack.manifest import Manifest
@@ -90,17 +90,7 @@ class Shapes:
         return cls(extensions, wrappers, tuple(roots))
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One staged path, relative to /opt, as the manifest records it."""
-
-    path: str
-    type: str
-    mode: int
-    layer: int
-
-
-def detect(entries: Iterable[Entry], read_head: Callable[[str], bytes]) -> Shapes:
+def detect(entries: Iterable[TreeEntry], read_head: Callable[[str], bytes]) -> Shapes:
     """The shapes of a staged tree. `read_head(path)` gives a file's first bytes."""
     entries = sorted(entries, key=lambda e: e.path)
     extensions = tuple(f"/opt/{e.path}" for e in entries if is_extension(e.path))
@@ -120,7 +110,7 @@ def is_wrapper_script(head: bytes) -> bool:
     return bool(_PASSES_ARGS.search(last)) and not _NOT_A_RUN.match(last)
 
 
-def _may_be_wrapper(entry: Entry) -> bool:
+def _may_be_wrapper(entry: TreeEntry) -> bool:
     return "/" not in entry.path and entry.type == EntryType.FILE and bool(entry.mode & 0o111)
 
 
@@ -149,7 +139,7 @@ def _root_kind(path: str) -> tuple[str, str]:
     raise ValueError(f"not a library root: {path!r}")
 
 
-def _library_roots(entries: list[Entry]) -> tuple[LibraryRoot, ...]:
+def _library_roots(entries: list[TreeEntry]) -> tuple[LibraryRoot, ...]:
     roots = {}
     for entry in entries:
         if entry.type != EntryType.DIR:
@@ -172,7 +162,7 @@ def _library_roots(entries: list[Entry]) -> tuple[LibraryRoot, ...]:
                  for path in sorted(roots) if layers[path])
 
 
-def detect_in_tree(entries: Iterable[Entry], opt: Path) -> Shapes:
+def detect_in_tree(entries: Iterable[TreeEntry], opt: Path) -> Shapes:
     """Detect over `entries`, reading the files from the staged `opt` folder (never through a link)."""
     try:
         opt_fd = nofollow.open_dir(opt)
@@ -186,8 +176,7 @@ def detect_in_tree(entries: Iterable[Entry], opt: Path) -> Shapes:
 
 def detect_in_manifest(manifest: Manifest, stage_dir: Path) -> Shapes:
     """Detect from the manifest's `files` and the staged files on disk."""
-    entries = [Entry(f.path, f.type, f.mode, f.layer) for f in manifest.files]
-    return detect_in_tree(entries, stage_dir / "opt")
+    return detect_in_tree(manifest.files, stage_dir / "opt")
 
 
 def _read_head(opt_fd: int, path: str) -> bytes:

@@ -21,7 +21,7 @@ from extpack.atomic import discard, write_atomically
 from extpack.exceptions import UsageError
 from extpack.manifest import Manifest, StagedFile, StagedLayer
 from extpack.model import Arch, EntryType
-from extpack.shapes import Entry, detect_in_manifest, detect_in_tree
+from extpack.shapes import detect_in_manifest, detect_in_tree
 
 if TYPE_CHECKING:
     from extpack.overlay import StageTree
@@ -32,10 +32,10 @@ OPT_DIR = "opt"
 def manifest_of(tree: StageTree, arch: Arch, layers: list[StagedLayer], max_layer_size: int) -> Manifest:
     """The manifest of a built tree: every entry, and the shapes it takes."""
     files = tuple(
-        StagedFile(path, EntryType(node.type), node.mode, node.size, node.sha256, node.target, node.mtime,
-                   node.layer, tuple(node.overrode))
+        StagedFile(path, EntryType(node.type), node.mode, node.size, node.target, node.layer, node.sha256, node.mtime,
+                   tuple(node.overrode))
         for path, node in sorted(tree.nodes.items()))
-    shapes = detect_in_tree((Entry(f.path, f.type, f.mode, f.layer) for f in files), tree.root)
+    shapes = detect_in_tree(files, tree.root)
     return Manifest.of(arch, tuple(layers), files, max_layer_size=max_layer_size, shapes=shapes)
 
 
@@ -161,8 +161,7 @@ def require_unshared_unchanged(stage_dir: Path, manifest: Manifest | None = None
 
 def _entry_difference(item: nofollow.Item, entry: StagedFile, contents: bool) -> str | None:
     st = item.stat
-    kind = "symlink" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else \
-        "file" if stat.S_ISREG(st.st_mode) else "other"
+    kind = EntryType.of_mode(st.st_mode)
     if kind != entry.type:
         return f"is a {kind}, expected a {entry.type}"
     if kind == "symlink":

@@ -13,7 +13,7 @@ import pytest
 
 from extpack import manifest
 from extpack.exceptions import UsageError
-from extpack.model import Arch, EntryType, SourceKind
+from extpack.model import STAGED_TYPES, Arch, SourceKind
 
 GOLDEN = Path(__file__).parent / "golden" / "manifest.json"
 FIXTURE_ZIPS = ("demo-extension.zip", "override-a.zip", "override-b.zip", "python-deps.zip", "ext-symlink.zip")
@@ -51,7 +51,7 @@ def test_the_golden_reads_as_typed_values():
     assert read.arch is Arch.X86_64
     assert [layer.kind for layer in read.layers] == [SourceKind.ZIP] * 6
     assert [layer.index for layer in read.layers] == list(range(6))
-    assert {f.type for f in read.files} == set(EntryType)
+    assert {f.type for f in read.files} == set(STAGED_TYPES)
     assert read.total_size == sum(f.size for f in read.files)
     assert [f.path for f in read.extensions()] == [f.path for f in read.files if f.path.startswith("extensions/")
                                                    and f.path.count("/") == 1]
