@@ -31,7 +31,7 @@ class View:
     """A tree; `has_rootfs` says whether paths outside /opt (interpreters) can be checked."""
 
     has_rootfs = False
-    arch: str | None = None
+    arch: Arch | None = None
 
     def entries(self) -> dict[str, TreeEntry]:
         raise NotImplementedError
@@ -135,8 +135,8 @@ class LayersView(View):
 
     has_rootfs = True
 
-    def __init__(self, layer_paths: list[Path], arch: str | None = None) -> None:
-        self.arch = arch  # from the image config, in Lambda's names (x86_64, arm64)
+    def __init__(self, layer_paths: list[Path], arch: Arch | None = None) -> None:
+        self.arch = arch  # from the image config
         self._entries: dict[str, TreeEntry] = {}
         self._where: dict[str, tuple[Path, str]] = {}
         for layer in layer_paths:
