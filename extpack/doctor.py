@@ -19,13 +19,13 @@ from extpack import nofollow
 
 from extpack.elf import ELF_MAGIC, HEADER_BYTES, elf_arch, elf_interpreter
 from extpack.manifest import Manifest, StagedLayer
-from extpack.model import IMAGE_LIMIT, LAYER_UNZIPPED_LIMIT, MAX_EXTENSIONS, Arch, Severity, TreeEntry, \
-    is_extension, size_limit_text
+from extpack.model import EXTENSIONS_DIR, IMAGE_LIMIT, LAYER_UNZIPPED_LIMIT, MAX_EXTENSIONS, Arch, Severity, \
+    TreeEntry, is_extension, size_limit_text
 from extpack.rootfs import View
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 SEVERITIES = tuple(Severity)
-EXTENSIONS = "opt/extensions"
+EXTENSIONS = f"opt/{EXTENSIONS_DIR}"  # as a finding names it
 DOCTOR_SCHEMA = "extpack.doctor/v1"
 
 
