@@ -224,7 +224,8 @@ def _file(entry: object, index: int) -> StagedFile:
         for position, layer in enumerate(validate.sequence(overrode, f"{where}.overrode")):
             validate.count(layer, f"{where}.overrode[{position}]")
     return StagedFile(path, kind, _DEFAULT_MODES[kind] if mode is None else int(mode, 8), entry.get("size") or 0,
-                      target, entry.get("layer") or 0, sha, entry.get("mtime"), tuple(overrode))
+                      target, layer=entry.get("layer") or 0, sha256=sha, mtime=entry.get("mtime"),
+                      overrode=tuple(overrode))
 
 
 # ---------------------------------------------------------------------------

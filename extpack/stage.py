@@ -32,8 +32,8 @@ OPT_DIR = "opt"
 def manifest_of(tree: StageTree, arch: Arch, layers: list[StagedLayer], max_layer_size: int) -> Manifest:
     """The manifest of a built tree: every entry, and the shapes it takes."""
     files = tuple(
-        StagedFile(path, EntryType(node.type), node.mode, node.size, node.target, node.layer, node.sha256, node.mtime,
-                   tuple(node.overrode))
+        StagedFile(path, EntryType(node.type), node.mode, node.size, node.target, layer=node.layer,
+                   sha256=node.sha256, mtime=node.mtime, overrode=tuple(node.overrode))
         for path, node in sorted(tree.nodes.items()))
     shapes = detect_in_tree(files, tree.root)
     return Manifest.of(arch, tuple(layers), files, max_layer_size=max_layer_size, shapes=shapes)
