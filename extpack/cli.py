@@ -17,8 +17,9 @@ import click
 
 from extpack import __version__
 from extpack.exceptions import ExtpackError, printable
+from extpack.model import ARCH_NAMES
 
-ARCH_CHOICE = click.Choice(["x86_64", "arm64"])
+ARCH_CHOICE = click.Choice(ARCH_NAMES)
 
 
 class _Terminated(BaseException):
@@ -280,10 +281,10 @@ def ls_command(ctx, stage_dir, as_json):
         click.echo(json.dumps(ls_json(stage_dir, manifest, extensions, shapes), indent=2))
         return
     click.echo(table(["#", "LAYER", "VERSION", "ARCH", "ZIP", "UNZIPPED", "FILES", "SHA256"], [
-        [str(layer["index"] + 1), layer["arn"] or layer["source"], str(layer["version"] or "-"),
-         ",".join(layer["architectures"]) or "-", human_size(layer["size"]), human_size(layer["unzipped_size"]),
-         str(layer["files"]), layer["sha256"][:12]]
-        for layer in manifest["layers"]]))
+        [str(layer.index + 1), layer.label, str(layer.version or "-"),
+         ",".join(layer.architectures) or "-", human_size(layer.size), human_size(layer.unzipped_size),
+         str(layer.files), layer.sha256[:12]]
+        for layer in manifest.layers]))
     click.echo()
     if extensions:
         click.echo(table(["EXTENSION", "CPU", "SIZE"], [
@@ -300,8 +301,8 @@ def ls_command(ctx, stage_dir, as_json):
         click.echo(table(["LIBRARY ROOT", "RUNTIME", "ON", "LAYERS"], [
             [r.path, r.runtime, r.variable, ",".join(str(i + 1) for i in r.layers) or "-"]
             for r in shapes.library_roots]))
-    click.echo(f"\ntotal: {len(manifest['files'])} entries, {human_size(manifest['total_size'])} unzipped "
-               f"({manifest['arch']})")
+    click.echo(f"\ntotal: {len(manifest.files)} entries, {human_size(manifest.total_size)} unzipped "
+               f"({manifest.arch})")
 
 
 @cli.command()
@@ -535,7 +536,7 @@ def doctor(ctx, stage_dir, image_ref, oci_dir, arch, strict, apply_fixes, as_jso
     from extpack import doctor as checks
     from extpack import rootfs
     from extpack.exceptions import DriftError, UsageError
-    from extpack.stage import read_manifest
+    from extpack.manifest import read as read_manifest
 
     if sum(x is not None for x in (stage_dir, image_ref, oci_dir)) > 1:
         raise UsageError("give one of STAGE, --image or --oci")
@@ -551,7 +552,7 @@ def doctor(ctx, stage_dir, image_ref, oci_dir, arch, strict, apply_fixes, as_jso
             stage_dir = stage_dir or _pick(None, _config(ctx), "stage-dir", Path(".extpack"))
             view, target = rootfs.StageView(stage_dir), f"stage {stage_dir}"
             manifest = read_manifest(stage_dir)
-        arch = arch or (manifest or {}).get("arch") or view.arch or "x86_64"
+        arch = arch or (manifest and manifest.arch) or view.arch or "x86_64"
         findings = checks.diagnose(view, arch, manifest)
         fixed = checks.fix(view, findings) if apply_fixes else []
     if fixed:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from extpack import validate
 from extpack.exceptions import UsageError
+from extpack.model import ARCH_NAMES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -130,8 +131,8 @@ def _validate(table: dict, path: Path) -> dict:
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and validate.CONTROL_RE.search(item):
                 raise UsageError(f"key {key!r} in {where} contains a control character: {validate.shown(item)}")
-        if key == "arch" and value not in validate.ARCHITECTURES:
-            raise UsageError(f"key 'arch' in {where} must be {' or '.join(validate.ARCHITECTURES)}, "
+        if key == "arch" and value not in ARCH_NAMES:
+            raise UsageError(f"key 'arch' in {where} must be {' or '.join(ARCH_NAMES)}, "
                              f"not {validate.shown(value)}")
     return dict(table)
 

@@ -18,21 +18,20 @@ from dataclasses import asdict, dataclass
 from extpack import nofollow
 
 from extpack.elf import ELF_MAGIC, HEADER_BYTES, elf_arch, elf_interpreter
-from extpack.rootfs import Entry, View
+from extpack.manifest import Manifest, StagedLayer
+from extpack.model import EXTENSIONS_DIR, IMAGE_LIMIT, LAYER_UNZIPPED_LIMIT, MAX_EXTENSIONS, Arch, Severity, \
+    TreeEntry, is_extension, size_limit_text
+from extpack.rootfs import View
 
-ERROR, WARNING, INFO = "error", "warning", "info"
-SEVERITIES = (ERROR, WARNING, INFO)
-EXTENSIONS = "opt/extensions"
-_EXTENSIONS_PREFIX = EXTENSIONS + "/"
-MAX_EXTENSIONS = 10  # Lambda starts at most 10 extensions per function
-LAYER_LIMIT = 250 * 1024 * 1024
-IMAGE_LIMIT = 10 * 1024 ** 3
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+SEVERITIES = tuple(Severity)
+EXTENSIONS = f"opt/{EXTENSIONS_DIR}"  # as a finding names it
 DOCTOR_SCHEMA = "extpack.doctor/v1"
 
 
 @dataclass(frozen=True)
 class Finding:
-    severity: str
+    severity: Severity
     code: str
     path: str | None
     message: str
@@ -43,7 +42,7 @@ class Finding:
         return f"{self.severity}: {where}{self.message}\n    fix: {self.fix}"
 
 
-def diagnose(view: View, arch: str, manifest: dict | None = None) -> list[Finding]:
+def diagnose(view: View, arch: str, manifest: Manifest | None = None) -> list[Finding]:
     findings: list[Finding] = []
     entries = view.entries()
     extensions = sorted(path for path in entries if _directly_in_extensions(path))
@@ -63,15 +62,15 @@ def diagnose(view: View, arch: str, manifest: dict | None = None) -> list[Findin
 
 
 def _directly_in_extensions(path: str) -> bool:
-    # posixpath.dirname per entry is a third of doctor's time on a stage of thousands of files
-    return path.startswith(_EXTENSIONS_PREFIX) and "/" not in path[len(_EXTENSIONS_PREFIX):]
+    """`path` is relative to the image's root: "opt/extensions/NAME"."""
+    return path.startswith("opt/") and is_extension(path[4:])
 
 
 def _is_junk(name: str) -> bool:
     return name.startswith("._") or name in (".DS_Store", "Thumbs.db") or name.startswith(".")
 
 
-def _check_extension(view: View, entry: Entry, arch: str) -> list[Finding]:
+def _check_extension(view: View, entry: TreeEntry, arch: str) -> list[Finding]:
     path, name = entry.path, posixpath.basename(entry.path)
     if _is_junk(name):
         return [Finding(ERROR, "junk-extension", path, "a hidden or AppleDouble file in /opt/extensions: Lambda will "
@@ -107,7 +106,7 @@ def _check_extension(view: View, entry: Entry, arch: str) -> list[Finding]:
 def _check_elf(view: View, path: str, final_path: str, head: bytes, arch: str) -> list[Finding]:
     cpu = elf_arch(head[:HEADER_BYTES])
     if cpu != arch:
-        other = "arm64" if arch == "x86_64" else "x86_64"
+        other = Arch(arch).other
         return [Finding(ERROR, "extension-wrong-cpu", path, f"built for {cpu}, not {arch}: 'exec format error'",
                         f"use the layer's {arch} build, or --arch {other} if the function is {other}")]
     interpreter = elf_interpreter(lambda offset, size: view.read(final_path, offset, size))
@@ -138,7 +137,7 @@ def _check_script(view: View, path: str, head: bytes) -> list[Finding]:
     return []
 
 
-def _check_permissions(entries: dict[str, Entry]) -> list[Finding]:
+def _check_permissions(entries: dict[str, TreeEntry]) -> list[Finding]:
     findings = []
     for path, entry in sorted(entries.items()):
         if not path.startswith("opt/") or entry.type not in ("file", "dir"):
@@ -153,7 +152,7 @@ def _check_permissions(entries: dict[str, Entry]) -> list[Finding]:
     return findings
 
 
-def _check_symlinks(view: View, entries: dict[str, Entry]) -> list[Finding]:
+def _check_symlinks(view: View, entries: dict[str, TreeEntry]) -> list[Finding]:
     findings = []
     for path, entry in sorted(entries.items()):
         if entry.type != "symlink" or not path.startswith("opt/") or _directly_in_extensions(path):
@@ -168,39 +167,37 @@ def _check_symlinks(view: View, entries: dict[str, Entry]) -> list[Finding]:
     return findings
 
 
-def _check_manifest(view: View, entries: dict[str, Entry], manifest: dict, arch: str) -> list[Finding]:
+def _check_manifest(view: View, entries: dict[str, TreeEntry], manifest: Manifest, arch: str) -> list[Finding]:
     findings = []
-    layers = manifest.get("layers", [])
-    for layer in layers:
-        declared = layer.get("architectures") or []
-        name = layer.get("arn") or layer.get("source")
-        cpus = {elf_arch(view.read(e["path_opt"], 0, HEADER_BYTES)) for e in _layer_extensions(manifest, layer)
-                if getattr(entries.get(e["path_opt"]), "type", None) == "file"}
+    for layer in manifest.layers:
+        declared = layer.architectures
+        name = layer.label
+        cpus = {elf_arch(view.read(path, 0, HEADER_BYTES)) for path in _layer_extensions(manifest, layer)
+                if getattr(entries.get(path), "type", None) == "file"}
         cpus.discard(None)
         if declared and cpus and not cpus <= set(declared):
             findings.append(Finding(WARNING, "architectures-mismatch", None, f"layer {name} declares "
                                     f"{', '.join(declared)} but its extensions are built for {', '.join(sorted(cpus))}",
                                     "tell the layer's publisher; trust the binaries, not the declaration"))
-        if layer.get("unzipped_size", 0) > LAYER_LIMIT:
+        if layer.unzipped_size > LAYER_UNZIPPED_LIMIT:
             findings.append(Finding(ERROR, "layer-too-large", None, f"layer {name} unzips to "
-                                    f"{layer['unzipped_size']} bytes, over Lambda's 250 MB layer limit",
+                                    f"{layer.unzipped_size} bytes, over {size_limit_text(LAYER_UNZIPPED_LIMIT)}",
                                     "split the layer or drop what the function does not use"))
-        overridden = [f for f in manifest.get("files", []) if f.get("overrode") and f.get("layer") == layer["index"]]
+        overridden = [f for f in manifest.files if f.overrode and f.layer == layer.index]
         if overridden:
-            sample = ", ".join("/opt/" + f["path"] for f in overridden[:3])
+            sample = ", ".join("/opt/" + f.path for f in overridden[:3])
             findings.append(Finding(INFO, "overrides", None, f"layer {name} replaces {len(overridden)} file(s) of "
                                     f"earlier layers: {sample}{' …' if len(overridden) > 3 else ''}",
                                     "reorder the layers if an override is not intended"))
-    if manifest.get("total_size", 0) > IMAGE_LIMIT:
+    if manifest.total_size > IMAGE_LIMIT:
         findings.append(Finding(ERROR, "image-too-large", None, "the staged /opt is over Lambda's 10 GB image limit",
                                 "drop layers the function does not need"))
     return findings
 
 
-def _layer_extensions(manifest: dict, layer: dict) -> list[dict]:
-    return [{**f, "path_opt": "opt/" + f["path"]} for f in manifest.get("files", [])
-            if f["type"] == "file" and f["layer"] == layer["index"] and f["path"].startswith("extensions/")
-            and f["path"].count("/") == 1]
+def _layer_extensions(manifest: Manifest, layer: StagedLayer) -> list[str]:
+    """The image paths ("opt/extensions/NAME") of the layer's extension files."""
+    return ["opt/" + f.path for f in manifest.files if f.type == "file" and f.layer == layer.index and f.is_extension]
 
 
 def fix(stage_view, findings: list[Finding]) -> list[str]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import struct
 
+from extpack.model import Arch
+
 ELF_MAGIC = b"\x7fELF"
-# e_machine values from the ELF specification, by the names Lambda uses for architectures.
-MACHINES = {62: "x86_64", 183: "arm64", 3: "x86 (32-bit)", 40: "arm (32-bit)"}
+# e_machine values from the ELF specification: Lambda's CPUs, and the 32-bit ones it never runs.
+MACHINES = {**{arch.elf_machine: arch.value for arch in Arch}, 3: "x86 (32-bit)", 40: "arm (32-bit)"}
 HEADER_BYTES = 20
 
 

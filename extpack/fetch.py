@@ -18,11 +18,14 @@ from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from extpack import manifest as manifests
 from extpack import stage as staging
 from extpack.cache import Cache, sha256_file
 from extpack.download import Expected, download
 from extpack.exceptions import DownloadError, DriftError, LayerContentError, UsageError
 from extpack.lock import Lock, LockedLayer, read_lock
+from extpack.manifest import Manifest, StagedLayer
+from extpack.model import ARCH_NAMES, DEFAULT_ARCH, Arch, SourceKind
 from extpack.overlay import StageTree
 from extpack.resolve import LambdaResolver
 from extpack.rootfs import StageView, TreeView
@@ -31,7 +34,6 @@ from extpack.source import Source, parse_source
 from extpack.stagelock import holding_stage
 from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
 
-ARCHITECTURES = ("x86_64", "arm64")
 DEFAULT_JOBS = 4
 INTERRUPT_GRACE = 2.0  # seconds an interrupted fetch waits for its workers to stop
 _DOCTOR_FIX_ADVICE = ", or run extpack doctor --fix"
@@ -55,7 +57,7 @@ class FetchOptions:
     stage_dir: Path = Path(".extpack")
     lock_path: Path = Path("extpack.lock")
     frozen: bool = False
-    arch: str = "x86_64"
+    arch: str = DEFAULT_ARCH
     profile: str | None = None
     endpoint_url: str | None = None
     jobs: int = DEFAULT_JOBS
@@ -112,7 +114,7 @@ class _Prepared:
 
 class Fetcher:
     def __init__(self, options: FetchOptions, progress: Progress | None = None) -> None:
-        if options.arch not in ARCHITECTURES:
+        if options.arch not in ARCH_NAMES:
             raise UsageError(f"unknown --arch {options.arch!r}: use x86_64 or arm64")
         if options.jobs < 1:
             raise UsageError("--jobs must be at least 1")
@@ -217,7 +219,7 @@ class Fetcher:
         arn = source.arn
         if arn.version is None or latest:
             arn = arn.with_version(self.resolver.newest_version(arn, self.options.arch))
-        resolved = self.resolver.resolve(Source("arn", source.text, arn=arn), self.options.arch)
+        resolved = self.resolver.resolve(Source(SourceKind.ARN, source.text, arn=arn), self.options.arch)
         return LockedLayer(source.text, "arn", resolved.sha256, resolved.size, arn=resolved.arn,
                            version=resolved.version, architectures=resolved.architectures)
 
@@ -249,13 +251,13 @@ class Fetcher:
             if source.kind == "zip" and sha256_file(source.path) != pin.sha256:
                 return None
         try:
-            manifest = staging.read_manifest(self.options.stage_dir)
+            manifest = manifests.read(self.options.stage_dir)
         except UsageError:  # a damaged manifest: the stage is rebuilt and replaced
             return None
-        if manifest is None or manifest.get("arch") != self.options.arch \
-                or manifest.get("max_layer_size") != self.options.max_layer_size:
+        if manifest is None or manifest.arch != self.options.arch \
+                or manifest.max_layer_size != self.options.max_layer_size:
             return None
-        staged = [(layer["source"], layer["sha256"]) for layer in manifest.get("layers", [])]
+        staged = [(layer.source, layer.sha256) for layer in manifest.layers]
         if staged != [(pin.source, pin.sha256) for pin in pins]:
             return None
         if staging.stage_differences(self.options.stage_dir, manifest, limit=1):
@@ -264,18 +266,18 @@ class Fetcher:
             return None  # link = false asks for a stage of its own: copy the files this time
         warnings = self._doctor(StageView(self.options.stage_dir), manifest)  # --strict holds here too
         # Make sees the stage as fresh again (Makefiles depend on manifest.json, not on opt/).
-        os.utime(self.options.stage_dir / staging.MANIFEST_NAME)
+        os.utime(self.options.stage_dir / manifests.NAME)
         new_lock = Lock(self.options.arch, tuple(pins))
         lock_changed = lock != new_lock
         if lock_changed:
             from extpack.atomic import write_atomically
             write_atomically(self.options.lock_path, new_lock.to_text())
-        layers = [LayerSummary(i, pin, s.display, layer["files"], layer["unzipped_size"], True)
-                  for i, (pin, s, layer) in enumerate(zip(pins, sources, manifest["layers"]))]
+        layers = [LayerSummary(i, pin, s.display, layer.files, layer.unzipped_size, True)
+                  for i, (pin, s, layer) in enumerate(zip(pins, sources, manifest.layers))]
         return FetchResult(self.options.stage_dir, self.options.lock_path, self.options.arch, layers,
                            overrides=_overrides_of(manifest),
                            warnings=warnings,
-                           files=len(manifest["files"]), total_size=manifest["total_size"], unchanged=True,
+                           files=len(manifest.files), total_size=manifest.total_size, unchanged=True,
                            lock_changed=lock_changed,
                            wrappers=wrapper_hints(shapes_of(manifest, self.options.stage_dir)))
 
@@ -318,12 +320,12 @@ class Fetcher:
                 result.overrides.extend((o.path, o.layer, o.previous_layer) for o in added.overrides)
                 records.append(_layer_record(index, source, item.locked, added.files, added.unzipped_size))
             tree.finish()
-            manifest = staging.manifest_json(tree, options.arch, records, options.max_layer_size)
+            manifest = staging.manifest_of(tree, Arch(options.arch), records, options.max_layer_size)
             result.warnings = self._doctor(TreeView(build_dir, tree.nodes), manifest)
             for scratch in (self._scratch, self._unpacked):
                 if scratch.exists():
                     staging.discard(scratch)
-            staging.write_manifest(build_dir, manifest)
+            manifests.write(build_dir, manifest)
             new_lock = Lock(options.arch, tuple(item.locked for item in obtained))
             result.lock_changed = new_lock != lock
             # An unchanged lock is left alone, so Makefiles that depend on it stay satisfied.
@@ -332,8 +334,8 @@ class Fetcher:
                            new_lock.to_text() if result.lock_changed else None)
             for sha256, stamps in linked:  # linking (and removing the old stage) moved the files' ctime
                 self.cache.record_links(sha256, self.cache.current_stamps(sha256, stamps) if replaced else stamps)
-            result.files = len(manifest["files"])
-            result.total_size = manifest["total_size"]
+            result.files = len(manifest.files)
+            result.total_size = manifest.total_size
             result.wrappers = wrapper_hints(shapes_of(manifest, options.stage_dir))
         except BaseException as exc:
             # Workers stop at their next file or chunk. A failure waits for them, so nothing is
@@ -407,7 +409,7 @@ class Fetcher:
         with self._temps_lock:
             self._temps.discard(temp)
 
-    def _doctor(self, view, manifest: dict) -> list[str]:
+    def _doctor(self, view, manifest: Manifest) -> list[str]:
         """doctor's checks on a stage (the new one, or the unchanged one): errors stop the fetch,
         warnings are returned."""
         from extpack.doctor import ERROR, WARNING, diagnose
@@ -416,9 +418,9 @@ class Fetcher:
         blocking = [f for f in findings if f.severity == ERROR or (self.options.strict and f.severity == WARNING)]
         if blocking:
             first = blocking[0]
-            entry = next((f for f in manifest["files"] if f"opt/{f['path']}" == first.path), None) \
+            entry = next((f for f in manifest.files if f"opt/{f.path}" == first.path), None) \
                 if first.path else None
-            layer = manifest["layers"][entry["layer"]]["source"] if entry is not None else None
+            layer = manifest.layers[entry.layer].source if entry is not None else None
             more = f" ({len(blocking) - 1} more: see extpack doctor)" if len(blocking) > 1 else ""
             where = f"/{first.path}: " if first.path else ""
             # A refused layer is never staged, so there is nothing for doctor --fix to fix.
@@ -466,7 +468,7 @@ class Fetcher:
         elif arn.version is None:
             arn = arn.with_version(self.resolver.newest_version(arn, self.options.arch))
             self.progress.info(f"{source.text}: newest version is {arn.version}")
-        pinned_source = Source("arn", source.text, arn=arn)
+        pinned_source = Source(SourceKind.ARN, source.text, arn=arn)
         resolved = self.resolver.resolve(pinned_source, self.options.arch)
         if pin is not None and resolved.sha256 != pin.sha256:
             raise DriftError(f"the Lambda API reports sha256 {resolved.sha256}, the lock says {pin.sha256}: "
@@ -570,17 +572,17 @@ def _sharing(cache: Cache, build_dir: Path, allow_hard_links: bool):
 def _is_a_stage(path: Path) -> bool:
     """A folder with extpack's manifest: one whose fields were damaged is still a stage to replace."""
     try:
-        return staging.read_manifest(path) is not None
+        return manifests.read(path) is not None
     except UsageError:
         return True
 
 
-def _overrides_of(manifest: dict) -> list[tuple[str, int, int]]:
+def _overrides_of(manifest: Manifest) -> list[tuple[str, int, int]]:
     """(path, layer, the layer it replaced) for every override the manifest records, as a build reports them."""
     found = []
-    for entry in manifest["files"]:
-        chain = [*entry.get("overrode", []), entry["layer"]]
-        found += [(entry["path"], later, earlier) for earlier, later in zip(chain, chain[1:])]
+    for entry in manifest.files:
+        chain = [*entry.overrode, entry.layer]
+        found += [(entry.path, later, earlier) for earlier, later in zip(chain, chain[1:])]
     return sorted(found, key=lambda item: (item[1], item[0]))
 
 
@@ -601,12 +603,12 @@ def _zip_size_bound(max_layer_size: int) -> int:
     return max_layer_size + max_layer_size // 10 + (1 << 20)
 
 
-def _layer_record(index: int, source: Source, locked: LockedLayer, files: int, unzipped: int) -> staging.LayerRecord:
+def _layer_record(index: int, source: Source, locked: LockedLayer, files: int, unzipped: int) -> StagedLayer:
     if source.arn is not None:
         name = source.arn.name
     elif source.path is not None:
         name = source.path.stem
     else:
         name = Path(source.display.rstrip("/")).stem or "layer"
-    return staging.LayerRecord(index, source.display, source.kind, locked.arn, name, locked.version, locked.sha256,
-                               locked.size, unzipped, locked.architectures, files)
+    return StagedLayer(index, source.display, source.kind, locked.arn, name, locked.version, locked.sha256,
+                       locked.size, unzipped, tuple(map(Arch, locked.architectures)), files)

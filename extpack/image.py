@@ -24,43 +24,31 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from . import manifest as manifests
 from . import nofollow
 from .exceptions import LayerContentError, UsageError
-from .stage import check_stage
+from .manifest import StagedLayer
+from .model import DEFAULT_ARCH, Arch
 from .oci import MEDIA_CONFIG, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, Blob
-from .stage import checked_manifest
+from .stage import check_stage
 
 DEFAULT_EPOCH = 0
 GZIP_LEVEL = 6
 _CHUNK = 1 << 20
 _BLOCK = 512
 
-# Lambda's names -> OCI platform (architecture, variant).
-_PLATFORMS = {"x86_64": ("amd64", None), "arm64": ("arm64", "v8")}
-_ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}
 
-
-@dataclass(frozen=True)
-class StagedLayer:
-    """What the image labels say about one source layer (from the stage manifest)."""
-
-    index: int
-    name: str | None
-    version: int | None
-    arn: str | None
-    sha256: str | None
-    size: int | None
-
-    def label_value(self) -> dict[str, Any]:
-        # Only location-independent facts: a local zip's path would differ between machines.
-        return {"index": self.index, "name": self.name, "version": self.version, "arn": self.arn,
-                "sha256": self.sha256, "size": self.size}
+def label_value(layer: StagedLayer) -> dict[str, Any]:
+    """What the image labels say about one source layer."""
+    # Only location-independent facts: a local zip's path would differ between machines.
+    return {"index": layer.index, "name": layer.name, "version": layer.version, "arn": layer.arn,
+            "sha256": layer.sha256, "size": layer.size}
 
 
 @dataclass(frozen=True)
 class Stage:
     root: Path
-    arch: str
+    arch: Arch
     layers: tuple[StagedLayer, ...]
 
     @property
@@ -75,7 +63,7 @@ class ImageBuild:
     Use as a context manager, or call `close()`, to remove the temporary layer file.
     """
 
-    arch: str  # the stage's name: x86_64 | arm64
+    arch: Arch
     platform: dict[str, str]  # OCI platform: {"architecture", "os", ["variant"]}
     epoch: int
     layer: Blob
@@ -107,13 +95,6 @@ class ImageBuild:
         self.close()
 
 
-def normalize_arch(arch: str) -> str:
-    try:
-        return _ARCH_ALIASES[arch.lower()]
-    except KeyError:
-        raise UsageError(f"unknown architecture {arch!r}: use x86_64 or arm64") from None
-
-
 def resolve_epoch(source_date_epoch: int | None = None) -> int:
     """The explicit value, else `SOURCE_DATE_EPOCH`, else 0."""
     if source_date_epoch is not None:
@@ -130,39 +111,16 @@ def resolve_epoch(source_date_epoch: int | None = None) -> int:
 
 
 def read_stage(stage_dir: Path, arch: str | None = None) -> Stage:
+    """The stage to build from; `arch` (any spelling) must be the one it was fetched for."""
     root = Path(stage_dir)
-    manifest_path = root / "manifest.json"
     check_stage(root)  # a symlinked stage dir or opt is refused, not followed
-    if not manifest_path.is_file() or manifest_path.is_symlink():
-        raise UsageError(f"no stage at {root}: run extpack fetch first")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{manifest_path} is unreadable ({e}): run extpack fetch again") from e
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("layers", []), list):
-        raise UsageError(f"{manifest_path} is not an extpack stage manifest: run extpack fetch again")
-    checked_manifest(manifest, manifest_path)
-    staged_arch = manifest.get("arch")
-    want = normalize_arch(arch) if arch else None
-    if staged_arch:
-        staged_arch = normalize_arch(staged_arch)
-        if want and want != staged_arch:
-            raise UsageError(
-                f"the stage at {root} was fetched for {staged_arch}, not {want}: run extpack fetch --arch {want}"
-            )
-    final_arch = staged_arch or want or "x86_64"
-    layers = tuple(
-        StagedLayer(
-            index=int(entry.get("index", i)),
-            name=entry.get("name"),
-            version=entry.get("version"),
-            arn=entry.get("arn"),
-            sha256=entry.get("sha256"),
-            size=entry.get("size"),
+    manifest = manifests.load(root)
+    want = Arch.parse(arch) if arch else None
+    if manifest.arch and want and want != manifest.arch:
+        raise UsageError(
+            f"the stage at {root} was fetched for {manifest.arch}, not {want}: run extpack fetch --arch {want}"
         )
-        for i, entry in enumerate(manifest.get("layers", []))
-    )
-    return Stage(root, final_arch, layers)
+    return Stage(root, manifest.arch or want or DEFAULT_ARCH, manifest.layers)
 
 
 # ---------------------------------------------------------------------------
@@ -325,7 +283,7 @@ def image_labels(stage: Stage, created: str) -> dict[str, str]:
         ),
         "io.extpack.arch": stage.arch,
         "io.extpack.layers": json.dumps(
-            [layer.label_value() for layer in stage.layers], sort_keys=True, separators=(",", ":")
+            [label_value(layer) for layer in stage.layers], sort_keys=True, separators=(",", ":")
         ),
     }
     for layer in stage.layers:
@@ -353,10 +311,9 @@ def build_image(
     stage = read_stage(Path(stage_dir), arch)
     epoch = resolve_epoch(source_date_epoch)
     created = rfc3339(epoch)
-    architecture, variant = _PLATFORMS[stage.arch]
-    platform = {"architecture": architecture, "os": "linux"}
-    if variant:
-        platform["variant"] = variant
+    platform = {"architecture": stage.arch.oci, "os": "linux"}
+    if stage.arch.oci_variant:
+        platform["variant"] = stage.arch.oci_variant
 
     tmp = tempfile.TemporaryDirectory(prefix="extpack-image-", dir=workdir)
     try:

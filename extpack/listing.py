@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extpack.elf import HEADER_BYTES, elf_arch
-from extpack.exceptions import ExtpackError, UsageError
+from extpack.exceptions import ExtpackError
 from extpack.rootfs import ManifestView
 from extpack.shapes import Shapes
-from extpack.stage import EXTENSIONS_DIR, check_stage, read_manifest
+from extpack import manifest as manifests
+from extpack.manifest import Manifest
+from extpack.stage import check_stage
 
 LS_SCHEMA = "extpack.ls/v1"
 
@@ -23,19 +25,13 @@ class Extension:
     target: str | None
 
 
-def staged(stage_dir: Path) -> tuple[dict, list[Extension]]:
+def staged(stage_dir: Path) -> tuple[Manifest, list[Extension]]:
     check_stage(stage_dir)
-    manifest = read_manifest(stage_dir)
-    if manifest is None:
-        raise UsageError(f"no stage at {stage_dir}: run extpack fetch first")
+    manifest = manifests.load(stage_dir)
     view = ManifestView(stage_dir, manifest)
-    extensions = []
-    for entry in manifest["files"]:
-        parent, _, name = entry["path"].rpartition("/")
-        if parent != EXTENSIONS_DIR:
-            continue
-        extensions.append(Extension(name, entry["type"], _cpu(view, entry["path"]), entry["size"],
-                                    entry["target"]))
+    extensions = [Extension(entry.path.rpartition("/")[2], entry.type, _cpu(view, entry.path), entry.size,
+                            entry.target)
+                  for entry in manifest.extensions()]
     return manifest, extensions
 
 
@@ -53,16 +49,15 @@ def _cpu(view: ManifestView, path: str) -> str:
     return elf_arch(head) or "-"
 
 
-def ls_json(stage_dir: Path, manifest: dict, extensions: list[Extension], shapes: Shapes | None = None) -> dict:
+def ls_json(stage_dir: Path, manifest: Manifest, extensions: list[Extension], shapes: Shapes | None = None) -> dict:
     return {
         "schema": LS_SCHEMA,
         "stage": str(stage_dir),
-        "arch": manifest["arch"],
-        "layers": [{key: layer[key] for key in ("index", "source", "arn", "name", "version", "sha256", "size",
-                                                "unzipped_size", "architectures", "files")}
-                   for layer in manifest["layers"]],
+        "arch": manifest.arch,
+        "layers": [{key: value for key, value in layer.to_json().items() if key != "kind"}
+                   for layer in manifest.layers],
         "extensions": [ext.__dict__ for ext in extensions],
-        "files": len(manifest["files"]),
-        "total_size": manifest["total_size"],
+        "files": len(manifest.files),
+        "total_size": manifest.total_size,
         **({} if shapes is None else {key: value for key, value in shapes.to_json().items() if key != "extensions"}),
     }

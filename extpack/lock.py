@@ -8,20 +8,20 @@ from pathlib import Path
 
 from extpack import validate
 from extpack.exceptions import UsageError
+from extpack.model import Arch, SourceKind
 
 LOCK_SCHEMA = "extpack.lock/v1"
-KINDS = ("arn", "zip", "url")
 
 
 @dataclass(frozen=True)
 class LockedLayer:
     source: str  # as the user wrote it (ARN, path or URL)
-    kind: str  # "arn" | "zip" | "url"
+    kind: SourceKind
     sha256: str
     size: int
     arn: str | None = None  # the exact version ARN, for ARN sources
     version: int | None = None
-    architectures: tuple[str, ...] = field(default=())
+    architectures: tuple[Arch, ...] = field(default=())
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -31,7 +31,7 @@ class LockedLayer:
 
 @dataclass(frozen=True)
 class Lock:
-    arch: str
+    arch: Arch
     layers: tuple[LockedLayer, ...]
 
     def find(self, source: str) -> LockedLayer | None:
@@ -67,14 +67,14 @@ def _lock_from_json(data: object) -> Lock:
     validate.mapping(data, "(top level)")
     if data.get("schema") != LOCK_SCHEMA:
         raise validate.Invalid("schema", f"is {validate.shown(data.get('schema'))}, not {LOCK_SCHEMA!r}")
-    arch = validate.architecture(data.get("arch"), "arch")
+    arch = Arch.of_field(data.get("arch"), "arch")
     items = validate.sequence(data.get("layers"), "layers")
     return Lock(arch=arch, layers=tuple(_locked_layer(item, f"layers[{i}]") for i, item in enumerate(items)))
 
 
 def _locked_layer(item: object, where: str) -> LockedLayer:
     validate.mapping(item, where)
-    kind = validate.one_of(item.get("kind"), KINDS, f"{where}.kind")
+    kind = SourceKind(validate.one_of(item.get("kind"), tuple(SourceKind), f"{where}.kind"))
     source = validate.text(item.get("source"), f"{where}.source")
     arn = validate.optional_layer_version_arn(item.get("arn"), f"{where}.arn")
     version = validate.optional_version(item.get("version"), f"{where}.version")
@@ -87,7 +87,7 @@ def _locked_layer(item: object, where: str) -> LockedLayer:
         size=validate.count(item.get("size"), f"{where}.size"),
         arn=arn,
         version=version,
-        architectures=validate.architectures(item.get("architectures") or [], f"{where}.architectures"),
+        architectures=Arch.list_of_field(item.get("architectures") or [], f"{where}.architectures"),
     )
 
 

@@ -19,7 +19,10 @@ from extpack import validate
 from extpack import runtime_env
 from extpack.exceptions import DriftError, UsageError
 from extpack.shapes import Shapes, shapes_of
-from extpack.stage import read_manifest, require_unshared_unchanged
+from extpack import manifest as manifests
+from extpack.manifest import Manifest
+from extpack.model import DEFAULT_ARCH, Arch
+from extpack.stage import require_unshared_unchanged
 
 DEFAULT_BASE = "public.ecr.aws/lambda/provided:al2023"
 BUILTIN = {
@@ -29,7 +32,7 @@ BUILTIN = {
     "nodejs": ("nodejs.Dockerfile.j2", "public.ecr.aws/lambda/nodejs:20"),
 }
 DEFAULT_HANDLERS = {"python": "app.handler", "nodejs": "index.handler"}
-PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
+PLATFORMS = tuple(arch.docker_platform for arch in Arch)
 RIE_URL = "https://github.com/aws/aws-lambda-runtime-interface-emulator/releases/latest/download/aws-lambda-rie"
 ENTRY_SCRIPT = "extpack-entry.sh"
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -168,46 +171,43 @@ def regenerate_command(settings: dict) -> str:
 
 
 def render(options: RenderOptions) -> Rendered:
-    manifest = read_manifest(options.stage_dir)
-    if manifest is None and not options.from_image:
-        raise UsageError(f"no stage at {options.stage_dir}: run extpack fetch first")
-    staged_manifest = manifest
+    staged_manifest = manifests.read(options.stage_dir) if options.from_image else manifests.load(options.stage_dir)
     if not options.from_image:
-        require_unshared_unchanged(options.stage_dir, manifest)
-        _require_stage_of_lock(options.stage_dir, manifest, options.lock_path)
-    manifest = manifest or {"arch": "x86_64", "layers": [], "files": [], "total_size": 0}
+        require_unshared_unchanged(options.stage_dir, staged_manifest)
+        _require_stage_of_lock(options.stage_dir, staged_manifest, options.lock_path)
+    manifest = staged_manifest or Manifest(DEFAULT_ARCH)
     context_dir = (options.context or _output_dir(options.output)).absolute()
     environment, template_name = _template(options.template)
     builtin = options.template in BUILTIN
     rie = options.rie or options.template == "alpine-rie" or _extends_alpine_rie(environment, template_name)
-    arch = manifest.get("arch", "x86_64")
-    if options.platform and options.platform not in PLATFORMS.values():
+    arch = manifest.arch or DEFAULT_ARCH
+    if options.platform and options.platform not in PLATFORMS:
         raise UsageError(f"unknown --platform {options.platform!r}: use linux/amd64 or linux/arm64")
-    if options.platform and not options.from_image and options.platform != PLATFORMS.get(arch):
+    if options.platform and not options.from_image and options.platform != arch.docker_platform:
         raise UsageError(f"--platform {options.platform} contradicts the stage at {options.stage_dir}, fetched for "
                          f"{arch}: leave --platform out, or run extpack fetch --arch "
-                         f"{_arch_of(options.platform)}")
+                         f"{Arch.parse(options.platform)}")
     cmd = options.cmd or ([options.handler or DEFAULT_HANDLERS[options.template]]
                           if options.template in DEFAULT_HANDLERS else [])
     base = options.base or (BUILTIN[options.template][1] if builtin else DEFAULT_BASE)
     wrapping = _wrapping(options, staged_manifest, base, rie)
     values = {
         "base": base,
-        "platform": options.platform or PLATFORMS.get(arch),
-        "arch": arch,
+        "platform": options.platform or arch.docker_platform,
+        "arch": arch.value,
         "stage_dir": _relative(options.stage_dir, context_dir),
         "opt_dir": _relative(options.stage_dir / "opt", context_dir),
-        "layers": manifest.get("layers", []),
+        "layers": [layer.to_json() for layer in manifest.layers],  # templates see the manifest's JSON
         "extensions": _extensions(manifest),
-        "file_count": len(manifest.get("files", [])),
-        "total_size": manifest.get("total_size", 0),
+        "file_count": len(manifest.files),
+        "total_size": manifest.total_size,
         "lock_name": options.lock_path.name,
         "lock_sha256": _sha256_or_none(options.lock_path),
         "command": options.command,
         "from_image": options.from_image,
         "rie": rie,
         "rie_binary": options.rie_binary,
-        "rie_url": RIE_URL + ("-arm64" if arch == "arm64" else ""),
+        "rie_url": RIE_URL + ("-arm64" if arch is Arch.ARM64 else ""),
         # Written beside the Dockerfile; COPY names it relative to the build context.
         "entry_script": _relative(_output_dir(options.output) / ENTRY_SCRIPT, context_dir)
         if rie or wrapping.needs_entry_script else None,
@@ -247,7 +247,7 @@ class _Wrapping:
     staged: bool
 
 
-def _wrapping(options: RenderOptions, manifest: dict | None, base: str, rie: bool) -> _Wrapping:
+def _wrapping(options: RenderOptions, manifest: Manifest | None, base: str, rie: bool) -> _Wrapping:
     """The wrapper and layer paths: checked against the stage, and what this base lacks."""
     if any(name == runtime_env.WRAPPER_VARIABLE for name, _ in options.env):
         raise UsageError(f"set the wrapper with --wrapper PATH, not --env {runtime_env.WRAPPER_VARIABLE}=...: "
@@ -340,19 +340,15 @@ def _dropped_settings(options: RenderOptions, cmd: list[str], rie: bool, text: s
     return warnings
 
 
-def _arch_of(platform: str) -> str:
-    return next((arch for arch, name in PLATFORMS.items() if name == platform), platform)
-
-
-def _require_stage_of_lock(stage_dir: Path, manifest: dict, lock_path: Path) -> None:
+def _require_stage_of_lock(stage_dir: Path, manifest: Manifest, lock_path: Path) -> None:
     """The Dockerfile's header names the lock: the stage must hold what that lock pins."""
     from extpack.lock import read_lock
 
     lock = read_lock(lock_path)
     if lock is None:
         return
-    if [layer.sha256 for layer in lock.layers] != [layer.get("sha256") for layer in manifest.get("layers", [])] \
-            or lock.arch != manifest.get("arch"):
+    if [layer.sha256 for layer in lock.layers] != [layer.sha256 for layer in manifest.layers] \
+            or lock.arch != manifest.arch:
         raise DriftError(f"the stage is older than {lock_path.name}: run extpack fetch (the stage {stage_dir} holds "
                          f"other layers than {lock_path} pins)")
 
@@ -393,13 +389,10 @@ def _builtin_source(name: str):
         return None
 
 
-def _extensions(manifest: dict) -> list[dict]:
-    return [
-        {"name": entry["path"].split("/", 1)[1], "type": entry["type"], "size": entry["size"],
-         "mode": entry["mode"], "sha256": entry["sha256"]}
-        for entry in manifest.get("files", [])
-        if entry["path"].startswith("extensions/") and entry["path"].count("/") == 1
-    ]
+def _extensions(manifest: Manifest) -> list[dict]:
+    return [{"name": entry.path.split("/", 1)[1], "type": entry.type.value, "size": entry.size,
+             "mode": entry.mode_text, "sha256": entry.sha256}
+            for entry in manifest.extensions()]
 
 
 def _output_dir(output: str) -> Path:
@@ -478,8 +471,8 @@ def dockerignore_problem(context_dir: Path, stage_dir: Path) -> str | None:
     if not rules:
         return None
     opt = Path(os.path.relpath((stage_dir / "opt").absolute(), context_dir.absolute())).as_posix()
-    manifest = read_manifest(stage_dir) or {"files": []}
-    for path in [opt] + [f"{opt}/{entry['path']}" for entry in manifest["files"]]:
+    manifest = manifests.read(stage_dir) or Manifest(None)
+    for path in [opt] + [f"{opt}/{entry.path}" for entry in manifest.files]:
         if _ignored(path, rules):
             return (f"{context_dir / '.dockerignore'} excludes {path}, so docker build would leave it out of the "
                     f"image: add the line '!{opt}' at its end")

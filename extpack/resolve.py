@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from extpack import validate
 from extpack.exceptions import AwsError, LayerContentError, UsageError
+from extpack.model import Arch
 from extpack.source import LayerArn, Source
 
 
@@ -24,7 +25,7 @@ class ResolvedLayer:
     version: int | None
     sha256: str | None
     size: int | None
-    architectures: tuple[str, ...] = ()
+    architectures: tuple[Arch, ...] = ()
     location: str | None = field(default=None, repr=False)
 
     @property
@@ -135,7 +136,7 @@ def _checked_answer(response: dict, source: Source) -> ResolvedLayer:
         version=asked.version,
         sha256=validate.code_sha256(content.get("CodeSha256"), "Content.CodeSha256"),
         size=validate.count(content.get("CodeSize"), "Content.CodeSize"),
-        architectures=validate.architectures(response.get("CompatibleArchitectures") or [],
+        architectures=Arch.list_of_field(response.get("CompatibleArchitectures") or [],
                                              "CompatibleArchitectures"),
         location=validate.download_url(content.get("Location"), "Content.Location"),
     )
@@ -148,7 +149,7 @@ def _listed_version(item: object, layer: LayerArn) -> tuple[int, tuple[str, ...]
     if item.get("LayerVersionArn") != f"{layer.layer_arn}:{version}":
         raise validate.Invalid("LayerVersions[].LayerVersionArn", f"is not version {version} of the layer asked for: "
                                                                   f"{validate.shown(item.get('LayerVersionArn'))}")
-    declared = validate.architectures(item.get("CompatibleArchitectures") or [],
+    declared = Arch.list_of_field(item.get("CompatibleArchitectures") or [],
                                       "LayerVersions[].CompatibleArchitectures")
     return version, declared
 

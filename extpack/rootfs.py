@@ -13,38 +13,33 @@ import stat
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extpack import nofollow
 from extpack.exceptions import UsageError
+from extpack.model import Arch, EntryType, TreeEntry
 from extpack.stage import open_stage_opt
 
+if TYPE_CHECKING:
+    from extpack.manifest import Manifest
+
 OPT = "opt"
-
-
-@dataclass(frozen=True)
-class Entry:
-    path: str  # relative to the root, no leading slash ("opt/extensions/x")
-    type: str  # "file" | "dir" | "symlink" | "other"
-    mode: int
-    size: int
-    target: str | None = None
 
 
 class View:
     """A tree; `has_rootfs` says whether paths outside /opt (interpreters) can be checked."""
 
     has_rootfs = False
-    arch: str | None = None
+    arch: Arch | None = None
 
-    def entries(self) -> dict[str, Entry]:
+    def entries(self) -> dict[str, TreeEntry]:
         raise NotImplementedError
 
     def read(self, path: str, offset: int, size: int) -> bytes:
         raise NotImplementedError
 
-    def resolve(self, path: str, hops: int = 40) -> tuple[str, Entry | None]:
+    def resolve(self, path: str, hops: int = 40) -> tuple[str, TreeEntry | None]:
         """Follow symlinks (absolute ones from the root); returns the final path and entry."""
         entries = self.entries()
         for _ in range(hops):
@@ -78,13 +73,13 @@ class StageView(View):
     def __init__(self, stage_dir: Path) -> None:
         self.root = stage_dir
         os.close(self.open_opt())  # refuses a missing or symlinked stage (or opt) up front
-        self._entries: dict[str, Entry] | None = None
+        self._entries: dict[str, TreeEntry] | None = None
 
     def open_opt(self) -> int:
         """A descriptor of the stage's opt (the caller closes it)."""
         return open_stage_opt(self.root)
 
-    def entries(self) -> dict[str, Entry]:
+    def entries(self) -> dict[str, TreeEntry]:
         if self._entries is None:
             found = {}
             opt_fd = self.open_opt()
@@ -92,8 +87,8 @@ class StageView(View):
                 for item in nofollow.walk(opt_fd, on_error=_skip_unreadable):
                     st = item.stat
                     rel = f"{OPT}/{item.rel}"
-                    found[rel] = Entry(rel, _kind(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size,
-                                       item.readlink() if stat.S_ISLNK(st.st_mode) else None)
+                    found[rel] = TreeEntry(rel, EntryType.of_mode(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size,
+                                           item.readlink() if stat.S_ISLNK(st.st_mode) else None)
             finally:
                 os.close(opt_fd)
             self._entries = found
@@ -121,33 +116,18 @@ class TreeView(StageView):
 
     def __init__(self, stage_dir: Path, nodes: dict) -> None:
         self.root = stage_dir
-        self._entries = {f"{OPT}/{path}": Entry(f"{OPT}/{path}", node.type, node.mode, node.size, node.target)
+        self._entries = {f"{OPT}/{path}": TreeEntry(f"{OPT}/{path}", EntryType(node.type), node.mode, node.size,
+                                                    node.target)
                          for path, node in nodes.items()}
 
 
 class ManifestView(StageView):
     """A stage described by its manifest (no directory walk), read like a StageView."""
 
-    def __init__(self, stage_dir: Path, manifest: dict) -> None:
+    def __init__(self, stage_dir: Path, manifest: Manifest) -> None:
         self.root = stage_dir
-        self._entries = {f"{OPT}/{f['path']}": Entry(f"{OPT}/{f['path']}", f["type"], _octal(f.get("mode")),
-                                                      f["size"], f.get("target"))
-                         for f in manifest.get("files", [])}
-
-
-def _octal(mode) -> int:
-    try:
-        return int(str(mode), 8)
-    except ValueError:
-        return 0
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    return "file" if stat.S_ISREG(mode) else "other"
+        self._entries = {f"{OPT}/{f.path}": TreeEntry(f"{OPT}/{f.path}", f.type, f.mode, f.size, f.target)
+                         for f in manifest.files}
 
 
 class LayersView(View):
@@ -155,9 +135,9 @@ class LayersView(View):
 
     has_rootfs = True
 
-    def __init__(self, layer_paths: list[Path], arch: str | None = None) -> None:
-        self.arch = arch  # from the image config, in Lambda's names (x86_64, arm64)
-        self._entries: dict[str, Entry] = {}
+    def __init__(self, layer_paths: list[Path], arch: Arch | None = None) -> None:
+        self.arch = arch  # from the image config
+        self._entries: dict[str, TreeEntry] = {}
         self._where: dict[str, tuple[Path, str]] = {}
         for layer in layer_paths:
             self._apply(layer)
@@ -175,11 +155,11 @@ class LayersView(View):
                 if base.startswith(".wh."):
                     self._remove_under(posixpath.join(head, base[4:]), keep_self=False)
                     continue
-                kind = "file" if member.isreg() else "dir" if member.isdir() else \
-                    "symlink" if member.issym() else "file" if member.islnk() else "other"
+                kind = EntryType.FILE if member.isreg() or member.islnk() else EntryType.DIR if member.isdir() \
+                    else EntryType.SYMLINK if member.issym() else EntryType.OTHER
                 source = member.linkname if member.islnk() else member.name
-                self._entries[name] = Entry(name, kind, member.mode & 0o7777, member.size,
-                                            member.linkname if member.issym() else None)
+                self._entries[name] = TreeEntry(name, kind, member.mode & 0o7777, member.size,
+                                                member.linkname if member.issym() else None)
                 if kind == "file":
                     self._where[name] = (layer, self._where.get(member.linkname, (layer, source))[1]
                                          if member.islnk() else source)
@@ -190,7 +170,7 @@ class LayersView(View):
             del self._entries[name]
             self._where.pop(name, None)
 
-    def entries(self) -> dict[str, Entry]:
+    def entries(self) -> dict[str, TreeEntry]:
         return self._entries
 
     def read(self, path: str, offset: int, size: int) -> bytes:
@@ -214,8 +194,11 @@ def oci_layout_view(layout: Path, arch: str | None) -> LayersView:
     return LayersView([_blob(layout, layer["digest"]) for layer in manifest["layers"]], _lambda_arch(config))
 
 
-def _lambda_arch(config: dict) -> str | None:
-    return {"amd64": "x86_64", "arm64": "arm64"}.get(config.get("architecture", ""))
+def _lambda_arch(config: dict) -> Arch | None:
+    try:
+        return Arch.parse(config.get("architecture"))
+    except UsageError:
+        return None  # a CPU Lambda does not run
 
 
 def _blob(layout: Path, digest: str) -> Path:
@@ -226,7 +209,7 @@ def _blob(layout: Path, digest: str) -> Path:
 def _pick_manifest(layout: Path, document: dict, arch: str | None) -> dict:
     if "layers" in document:
         return document
-    wanted = {"x86_64": "amd64", "arm64": "arm64"}.get(arch or "", None)
+    wanted = Arch.parse(arch).oci if arch else None
     manifests = document.get("manifests", [])
     if not manifests:
         raise UsageError(f"{layout} holds no image")
@@ -260,4 +243,4 @@ def temporary_workdir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="extpack-doctor-")
 
 
-__all__ = ["Entry", "View", "StageView", "LayersView", "oci_layout_view", "docker_image_view"]
+__all__ = ["View", "StageView", "LayersView", "oci_layout_view", "docker_image_view"]

@@ -15,10 +15,14 @@ import re
 import stat
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extpack import nofollow
 from extpack.exceptions import UsageError
 from extpack.shapes import LibraryRoot, Shapes
+
+if TYPE_CHECKING:
+    from extpack.manifest import Manifest
 
 WRAPPER_VARIABLE = "AWS_LAMBDA_EXEC_WRAPPER"
 MANAGED_RUNTIMES = ("python", "nodejs", "java", "ruby", "dotnet")
@@ -76,7 +80,7 @@ def _lambda_order(root: LibraryRoot) -> tuple:
     return (not numbers, tuple(-n for n in numbers), root.path)
 
 
-def check_wrapper(path: str, manifest: dict | None, stage_dir: Path) -> None:
+def check_wrapper(path: str, manifest: Manifest | None, stage_dir: Path) -> None:
     """The wrapper must be an executable the stage puts under /opt (exit 2 otherwise)."""
     if not _WRAPPER_PATH.fullmatch(path) or ".." in path.split("/"):
         raise UsageError(f"bad --wrapper {path!r}: give the absolute path of a staged script under /opt, "
@@ -84,7 +88,7 @@ def check_wrapper(path: str, manifest: dict | None, stage_dir: Path) -> None:
     if manifest is None:
         return  # --from-image without a stage: the image's files cannot be checked here
     relative = path[len("/opt/"):]
-    if relative not in {entry["path"] for entry in manifest.get("files", [])}:
+    if relative not in {entry.path for entry in manifest.files}:
         raise UsageError(f"--wrapper {path} is not in the stage {stage_dir}: give one of its wrappers "
                          "(see extpack ls) or fetch the layer that ships it")
     try:  # the file itself, never a link's target: Lambda runs the staged script

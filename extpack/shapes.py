@@ -21,10 +21,14 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extpack import nofollow
+from extpack.model import EntryType, TreeEntry, is_extension
 
-SHAPES_KEY = "shapes"  # the manifest's optional key; manifests written before it lack it
+if TYPE_CHECKING:
+    from extpack.manifest import Manifest
+
 HEAD_BYTES = 64 * 1024  # wrapper scripts are short; a bigger file is read only this far
 
 # Lambda's "Layer paths for each Lambda runtime" table
@@ -86,21 +90,10 @@ class Shapes:
         return cls(extensions, wrappers, tuple(roots))
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One staged path, relative to /opt, as the manifest records it."""
-
-    path: str
-    type: str
-    mode: int
-    layer: int
-
-
-def detect(entries: Iterable[Entry], read_head: Callable[[str], bytes]) -> Shapes:
+def detect(entries: Iterable[TreeEntry], read_head: Callable[[str], bytes]) -> Shapes:
     """The shapes of a staged tree. `read_head(path)` gives a file's first bytes."""
     entries = sorted(entries, key=lambda e: e.path)
-    extensions = tuple(f"/opt/{e.path}" for e in entries
-                       if e.path.startswith("extensions/") and e.path.count("/") == 1)
+    extensions = tuple(f"/opt/{e.path}" for e in entries if is_extension(e.path))
     wrappers = tuple(Wrapper(f"/opt/{e.path}", e.layer) for e in entries
                      if _may_be_wrapper(e) and is_wrapper_script(read_head(e.path)))
     return Shapes(extensions, wrappers, _library_roots(entries))
@@ -117,8 +110,8 @@ def is_wrapper_script(head: bytes) -> bool:
     return bool(_PASSES_ARGS.search(last)) and not _NOT_A_RUN.match(last)
 
 
-def _may_be_wrapper(entry: Entry) -> bool:
-    return "/" not in entry.path and entry.type == "file" and bool(entry.mode & 0o111)
+def _may_be_wrapper(entry: TreeEntry) -> bool:
+    return "/" not in entry.path and entry.type == EntryType.FILE and bool(entry.mode & 0o111)
 
 
 _OPT = re.compile(r"/opt/[^\x00-\x1f\x7f]+")
@@ -146,10 +139,10 @@ def _root_kind(path: str) -> tuple[str, str]:
     raise ValueError(f"not a library root: {path!r}")
 
 
-def _library_roots(entries: list[Entry]) -> tuple[LibraryRoot, ...]:
+def _library_roots(entries: list[TreeEntry]) -> tuple[LibraryRoot, ...]:
     roots = {}
     for entry in entries:
-        if entry.type != "dir":
+        if entry.type != EntryType.DIR:
             continue
         try:
             roots[entry.path] = _root_kind(entry.path)
@@ -160,7 +153,7 @@ def _library_roots(entries: list[Entry]) -> tuple[LibraryRoot, ...]:
     for path in roots:
         by_top.setdefault(path.split("/", 1)[0], []).append(path)
     for entry in entries:
-        candidates = by_top.get(entry.path.split("/", 1)[0]) if entry.type != "dir" else None
+        candidates = by_top.get(entry.path.split("/", 1)[0]) if entry.type != EntryType.DIR else None
         for path in candidates or ():
             if entry.path.startswith(path + "/"):
                 layers[path].add(entry.layer)
@@ -169,7 +162,7 @@ def _library_roots(entries: list[Entry]) -> tuple[LibraryRoot, ...]:
                  for path in sorted(roots) if layers[path])
 
 
-def detect_in_tree(entries: Iterable[Entry], opt: Path) -> Shapes:
+def detect_in_tree(entries: Iterable[TreeEntry], opt: Path) -> Shapes:
     """Detect over `entries`, reading the files from the staged `opt` folder (never through a link)."""
     try:
         opt_fd = nofollow.open_dir(opt)
@@ -181,10 +174,9 @@ def detect_in_tree(entries: Iterable[Entry], opt: Path) -> Shapes:
         os.close(opt_fd)
 
 
-def detect_in_manifest(manifest: dict, stage_dir: Path) -> Shapes:
+def detect_in_manifest(manifest: Manifest, stage_dir: Path) -> Shapes:
     """Detect from the manifest's `files` and the staged files on disk."""
-    entries = [Entry(f["path"], f["type"], int(f["mode"], 8), f.get("layer", 0)) for f in manifest.get("files", [])]
-    return detect_in_tree(entries, stage_dir / "opt")
+    return detect_in_tree(manifest.files, stage_dir / "opt")
 
 
 def _read_head(opt_fd: int, path: str) -> bytes:
@@ -195,16 +187,10 @@ def _read_head(opt_fd: int, path: str) -> bytes:
         return b""
 
 
-def shapes_of(manifest: dict, stage_dir: Path) -> Shapes:
-    """The manifest's recorded shapes; for a manifest written before they were recorded,
-    detected from the stage now."""
-    recorded = manifest.get(SHAPES_KEY)
-    if isinstance(recorded, dict):
-        try:
-            return Shapes.from_json(recorded)
-        except (ValueError, KeyError, TypeError):
-            pass  # hand-edited or damaged: the stage itself says what it holds
-    return detect_in_manifest(manifest, stage_dir)
+def shapes_of(manifest: Manifest, stage_dir: Path) -> Shapes:
+    """The manifest's recorded shapes; for a manifest written before they were recorded (or
+    whose record is damaged), detected from the stage now."""
+    return manifest.shapes if manifest.shapes is not None else detect_in_manifest(manifest, stage_dir)
 
 
 def wrapper_hints(shapes: Shapes) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from extpack.exceptions import UsageError
+from extpack.model import SourceKind
 from extpack.validate import Invalid, allowed_url, layer_arn_match
 
 
@@ -37,7 +38,7 @@ class LayerArn:
 class Source:
     """One layer as the user named it: an ARN, a local zip, or a URL of a zip."""
 
-    kind: str  # "arn" | "zip" | "url"
+    kind: SourceKind
     text: str
     arn: LayerArn | None = None
     path: Path | None = None
@@ -45,7 +46,7 @@ class Source:
     @property
     def display(self) -> str:
         """How to name this layer in messages: URLs lose their query (it may be a credential)."""
-        return redact_url(self.text) if self.kind == "url" else self.text
+        return redact_url(self.text) if self.kind is SourceKind.URL else self.text
 
 
 def parse_arn(text: str) -> LayerArn:
@@ -73,16 +74,16 @@ def _parse_source(text: str, base_dir: Path | None) -> Source:
     if not text:
         raise UsageError("empty layer source: give a layer ARN, a path to a .zip, or an https:// URL")
     if text.startswith("arn:"):
-        return Source("arn", text, arn=parse_arn(text))
+        return Source(SourceKind.ARN, text, arn=parse_arn(text))
     if "://" in text:
-        return Source("url", text) if allowed_url(text) else _bad_url(text)
+        return Source(SourceKind.URL, text) if allowed_url(text) else _bad_url(text)
     path = Path(text).expanduser()
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
     if not path.is_file():
         hint = " (a layer ARN starts with arn:)" if not text.endswith(".zip") else ""
         raise UsageError(f"layer source {text!r} is not an existing file{hint}")
-    return Source("zip", text, path=path)
+    return Source(SourceKind.ZIP, text, path=path)
 
 
 def _bad_url(text: str) -> Source:

@@ -6,97 +6,37 @@ interrupted fetch leaves the previous stage and lock exactly as they were.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import stat
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from extpack import nofollow, validate
+from extpack import manifest as manifests
+from extpack import nofollow
 from extpack.atomic import discard, write_atomically
-from extpack.shapes import SHAPES_KEY, Entry, detect_in_manifest, detect_in_tree
 from extpack.exceptions import UsageError
+from extpack.manifest import Manifest, StagedFile, StagedLayer
+from extpack.model import Arch, EntryType
+from extpack.shapes import detect_in_manifest, detect_in_tree
 
 if TYPE_CHECKING:
     from extpack.overlay import StageTree
 
-MANIFEST_SCHEMA = "extpack.manifest/v1"
-MANIFEST_NAME = "manifest.json"
-EXTENSIONS_DIR = "extensions"
 OPT_DIR = "opt"
 
 
-@dataclass(frozen=True)
-class LayerRecord:
-    index: int
-    source: str
-    kind: str
-    arn: str | None
-    name: str
-    version: int | None
-    sha256: str
-    size: int
-    unzipped_size: int
-    architectures: tuple[str, ...]
-    files: int
-
-    def to_json(self) -> dict:
-        return {**self.__dict__, "architectures": list(self.architectures)}
-
-
-def manifest_json(tree: StageTree, arch: str, layers: list[LayerRecord], max_layer_size: int) -> dict:
-    files = []
-    for path in sorted(tree.nodes):
-        node = tree.nodes[path]
-        files.append({
-            "path": path, "type": node.type, "mode": f"{node.mode:04o}", "size": node.size,
-            "sha256": node.sha256, "target": node.target, "mtime": node.mtime, "layer": node.layer,
-            "overrode": node.overrode,
-        })
-    shapes = detect_in_tree((Entry(path, node.type, node.mode, node.layer) for path, node in tree.nodes.items()),
-                            tree.root)
-    return {
-        "schema": MANIFEST_SCHEMA,
-        "arch": arch,
-        "max_layer_size": max_layer_size,
-        "layers": [layer.to_json() for layer in layers],
-        "files": files,
-        "total_size": sum(f["size"] for f in files),
-        SHAPES_KEY: shapes.to_json(),
-    }
-
-
-def read_manifest(stage_dir: Path) -> dict | None:
-    """The stage's manifest; None when there is none (or it, or the stage dir, is a symlink);
-    exit 2 when a field has the wrong shape."""
-    try:
-        stage_fd = nofollow.open_dir(stage_dir)
-    except OSError:
-        return None
-    try:
-        fd = os.open(MANIFEST_NAME, nofollow.FILE_FLAGS, dir_fd=stage_fd)
-        with open(fd, "rb") as handle:
-            data = json.loads(handle.read())
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(stage_fd)
-    if not (isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA):
-        return None
-    return checked_manifest(data, stage_dir / MANIFEST_NAME)
-
-
-def checked_manifest(data: object, path: Path) -> dict:
-    """A manifest sits in a work tree anyone may edit: its paths, ARNs and names reach file
-    operations, messages and Dockerfiles, so each is checked against its grammar."""
-    try:
-        return validate.manifest(data)
-    except validate.Invalid as exc:
-        raise UsageError(f"manifest {path}: field {exc}: run extpack fetch to rebuild the stage") from None
+def manifest_of(tree: StageTree, arch: Arch, layers: list[StagedLayer], max_layer_size: int) -> Manifest:
+    """The manifest of a built tree: every entry, and the shapes it takes."""
+    files = tuple(
+        StagedFile(path, EntryType(node.type), node.mode, node.size, node.target, layer=node.layer,
+                   sha256=node.sha256, mtime=node.mtime, overrode=tuple(node.overrode))
+        for path, node in sorted(tree.nodes.items()))
+    shapes = detect_in_tree(files, tree.root)
+    return Manifest.of(arch, tuple(layers), files, max_layer_size=max_layer_size, shapes=shapes)
 
 
 def open_stage(stage_dir: Path) -> int:
@@ -145,13 +85,13 @@ def open_opt(stage_dir: Path, stage_fd: int) -> int:
                          "out of a stage; run extpack fetch again to rebuild it") from None
 
 
-def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50, contents: bool = False) -> list[str]:
+def stage_differences(stage_dir: Path, manifest: Manifest, *, limit: int = 50, contents: bool = False) -> list[str]:
     """What on disk differs from the manifest: missing, extra or changed entries.
 
     By stat (type, mode, size, mtime, link target) unless `contents`, which also hashes files.
     Links are compared as links, never followed (nor is a symlinked stage dir or opt).
     """
-    expected = {entry["path"]: entry for entry in manifest.get("files", [])}
+    expected = {entry.path: entry for entry in manifest.files}
     problems: list[str] = []
     actual: set[str] = set()
     try:
@@ -190,17 +130,17 @@ def stage_differences(stage_dir: Path, manifest: dict, *, limit: int = 50, conte
     return problems[:limit]
 
 
-def require_unshared_unchanged(stage_dir: Path, manifest: dict | None = None) -> None:
+def require_unshared_unchanged(stage_dir: Path, manifest: Manifest | None = None) -> None:
     """Exit 6 when a file the stage shares with the cache (a hard link) no longer has the size,
     mode and mtime it was staged with: it was edited or chmod-ed here or in another stage linked
     from the same cache tree. Cheap (one lstat a file, links never followed): run before every
     render and image. A file of the stage's own is the user's to change."""
     from extpack.exceptions import DriftError
 
-    manifest = manifest or read_manifest(stage_dir)
+    manifest = manifest or manifests.read(stage_dir)
     if manifest is None:
         return  # no stage: the command reports that itself
-    files = {entry["path"]: entry for entry in manifest.get("files", []) if entry["type"] == "file"}
+    files = {entry.path: entry for entry in manifest.files if entry.type is EntryType.FILE}
     try:
         opt_fd = open_stage_opt(stage_dir)
     except UsageError:
@@ -212,30 +152,29 @@ def require_unshared_unchanged(stage_dir: Path, manifest: dict | None = None) ->
                 continue
             problem = _entry_difference(item, entry, contents=False)
             if problem:
-                raise DriftError(f"the stage {stage_dir} no longer matches its manifest (/opt/{entry['path']}: "
+                raise DriftError(f"the stage {stage_dir} no longer matches its manifest (/opt/{entry.path}: "
                                  f"{problem}; it shares its inode with the cache and other stages): run extpack "
                                  "fetch to restore it, and fetch --no-link for a stage of its own")
     finally:
         os.close(opt_fd)
 
 
-def _entry_difference(item: nofollow.Item, entry: dict, contents: bool) -> str | None:
+def _entry_difference(item: nofollow.Item, entry: StagedFile, contents: bool) -> str | None:
     st = item.stat
-    kind = "symlink" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else \
-        "file" if stat.S_ISREG(st.st_mode) else "other"
-    if kind != entry["type"]:
-        return f"is a {kind}, expected a {entry['type']}"
+    kind = EntryType.of_mode(st.st_mode)
+    if kind != entry.type:
+        return f"is a {kind}, expected a {entry.type}"
     if kind == "symlink":
         target = item.readlink()
-        return None if target == entry["target"] else f"points to {target}, expected {entry['target']}"
+        return None if target == entry.target else f"points to {target}, expected {entry.target}"
     if kind == "dir":
         mode = f"{stat.S_IMODE(st.st_mode):04o}"
-        return None if mode == entry["mode"] else f"mode {mode}, expected {entry['mode']}"
+        return None if mode == entry.mode_text else f"mode {mode}, expected {entry.mode_text}"
     mode = f"{stat.S_IMODE(st.st_mode):04o}"
-    if mode != entry["mode"]:
-        return f"mode {mode}, expected {entry['mode']}"
-    if st.st_size != entry["size"]:
-        return f"size {st.st_size}, expected {entry['size']}"
+    if mode != entry.mode_text:
+        return f"mode {mode}, expected {entry.mode_text}"
+    if st.st_size != entry.size:
+        return f"size {st.st_size}, expected {entry.size}"
     if contents:
         from extpack.cache import sha256_fd
 
@@ -243,8 +182,8 @@ def _entry_difference(item: nofollow.Item, entry: dict, contents: bool) -> str |
             digest = sha256_fd(item.open())
         except OSError as exc:
             return f"cannot be read ({exc.strerror})"
-        return None if digest == entry["sha256"] else "content differs"
-    if int(st.st_mtime) != entry.get("mtime", int(st.st_mtime)):
+        return None if digest == entry.sha256 else "content differs"
+    if int(st.st_mtime) != (int(st.st_mtime) if entry.mtime is None else entry.mtime):
         return "modified since it was staged"
     return None
 
@@ -256,25 +195,6 @@ def new_build_dir(stage_dir: Path) -> Path:
     build = Path(tempfile.mkdtemp(prefix=f".{stage_dir.name}.build-", dir=parent))
     os.chmod(build, 0o755)  # mkdtemp makes it private; a stage is meant to be read by builds
     return build
-
-
-def write_manifest(build_dir: Path, manifest: dict) -> None:
-    (build_dir / MANIFEST_NAME).write_text(manifest_text(manifest))
-
-
-def manifest_text(manifest: dict) -> str:
-    """Sorted keys, one file (or layer) per line: diffs read well, and json's C encoder
-    writes it (an indented dump goes through the much slower Python encoder)."""
-    encode = json.JSONEncoder(sort_keys=True).encode
-    fields = []
-    for key in sorted(manifest):
-        value = manifest[key]
-        if isinstance(value, list) and value:
-            rows = ",\n  ".join(map(encode, value))
-            fields.append(f' {encode(key)}: [\n  {rows}\n ]')
-        else:
-            fields.append(f" {encode(key)}: {encode(value)}")
-    return "{\n" + ",\n".join(fields) + "\n}\n"
 
 
 @contextmanager
@@ -299,14 +219,14 @@ def commit(build_dir: Path, stage_dir: Path, lock_path: Path | None, lock_text: 
         os.rename(build_dir, stage_dir)
         if lock_path is not None and lock_text is not None:
             write_atomically(lock_path, lock_text)
-            os.utime(stage_dir / MANIFEST_NAME)  # the stage is never older than its lock
+            os.utime(stage_dir / manifests.NAME)  # the stage is never older than its lock
     if retired is not None:
         discard(retired)
 
 
 def refresh_manifest(stage_dir: Path) -> None:
     """After `doctor --fix`: drop removed entries and record the new modes (links not followed)."""
-    manifest = read_manifest(stage_dir)
+    manifest = manifests.read(stage_dir)
     if manifest is None:
         return
     opt_fd = open_stage_opt(stage_dir)
@@ -314,15 +234,9 @@ def refresh_manifest(stage_dir: Path) -> None:
         present = {item.rel: item.stat for item in nofollow.walk(opt_fd, on_error=lambda rel, exc: None)}
     finally:
         os.close(opt_fd)
-    kept = []
-    for entry in manifest["files"]:
-        st = present.get(entry["path"])
-        if st is None:
-            continue
-        if entry["type"] != "symlink":
-            entry["mode"] = f"{stat.S_IMODE(st.st_mode):04o}"
-        kept.append(entry)
-    manifest["files"] = kept
-    manifest["total_size"] = sum(entry["size"] for entry in kept)
-    manifest[SHAPES_KEY] = detect_in_manifest(manifest, stage_dir).to_json()
-    write_atomically(stage_dir / MANIFEST_NAME, manifest_text(manifest))
+    kept = tuple(entry if entry.type is EntryType.SYMLINK else
+                 replace(entry, mode=stat.S_IMODE(present[entry.path].st_mode))
+                 for entry in manifest.files if entry.path in present)
+    refreshed = Manifest.of(manifest.arch, manifest.layers, kept, max_layer_size=manifest.max_layer_size)
+    refreshed = replace(refreshed, shapes=detect_in_manifest(refreshed, stage_dir))
+    manifests.write(stage_dir, refreshed)

@@ -26,9 +26,9 @@ from pathlib import Path
 from extpack import inflate
 from extpack.zipcheck import check_central_directory, check_local_headers
 from extpack.exceptions import DownloadError, ExtpackError, LayerContentError
+from extpack.model import LAYER_UNZIPPED_LIMIT, size_limit_text
 
-# Lambda refuses to publish a layer whose unzipped size exceeds 250 MB.
-DEFAULT_MAX_LAYER_SIZE = 250 * 1024 * 1024
+DEFAULT_MAX_LAYER_SIZE = LAYER_UNZIPPED_LIMIT  # Lambda refuses to publish a bigger layer
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
 MAX_LINK_TARGET = 4095
@@ -73,7 +73,7 @@ class LayerTree:
 
     def check_size(self, max_size: int, name: str) -> None:
         if max(self.unzipped_size, self.declared_size) > max_size:
-            raise _too_big(name)
+            raise _too_big(name, max_size)
 
     def to_json(self) -> str:
         rows = [[path, n.type, n.mode, n.size, n.sha256, n.target, n.mtime, n.implicit]
@@ -319,9 +319,9 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limi
         raise LayerContentError(f"entry {info.filename!r} is corrupt ({exc})", layer=name) from None
 
 
-def _too_big(name: str) -> LayerContentError:
+def _too_big(name: str, limit: int) -> LayerContentError:
     return LayerContentError(
-        "layer unzips to more than the limit (Lambda's is 250 MB): raise --max-layer-size if you mean it", layer=name
+        f"layer unzips to more than {size_limit_text(limit)}: raise --max-layer-size if you mean it", layer=name
     )
 
 
@@ -342,7 +342,7 @@ def _validated_entries(archive: zipfile.ZipFile, name: str, max_size: int) -> tu
     infos = archive.infolist()  # no more than MAX_ENTRIES: check_central_directory counted them
     declared = sum(info.file_size for info in infos)
     if declared > max_size:
-        raise _too_big(name)
+        raise _too_big(name, max_size)
     check_local_headers(archive.fp.fileno(), infos, archive.start_dir, name)
     entries: list[_Entry] = []
     seen: dict[str, str] = {}

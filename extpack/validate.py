@@ -14,7 +14,6 @@ import binascii
 import re
 from urllib.parse import urlsplit
 
-ARCHITECTURES = ("x86_64", "arm64")
 PARTITION_REGION_PREFIX = {"aws-cn": "cn-", "aws-us-gov": "us-gov-"}
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -31,7 +30,7 @@ LAYER_ARN_RE = re.compile(
 CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]")
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # A relative path inside a tree: no leading or trailing '/', no empty, '.' or '..' part.
-_BAD_RELATIVE_PATH_RE = re.compile(r"^/|/$|//|(?:^|/)\.\.?(?:/|$)")
+BAD_RELATIVE_PATH_RE = re.compile(r"^/|/$|//|(?:^|/)\.\.?(?:/|$)")
 
 
 class Invalid(ValueError):
@@ -132,18 +131,6 @@ def code_sha256(value: object, field: str) -> str:
     return digest.hex()
 
 
-def architectures(value: object, field: str) -> tuple[str, ...]:
-    if not isinstance(value, (list, tuple)) or any(item not in ARCHITECTURES for item in value):
-        raise Invalid(field, f"must be a list of {' and '.join(ARCHITECTURES)}, not {shown(value)}")
-    return tuple(value)
-
-
-def architecture(value: object, field: str) -> str:
-    if value not in ARCHITECTURES:
-        raise Invalid(field, f"must be {' or '.join(ARCHITECTURES)}, not {shown(value)}")
-    return value
-
-
 def one_of(value: object, choices: tuple[str, ...], field: str) -> str:
     if value not in choices:
         raise Invalid(field, f"must be one of {', '.join(choices)}, not {shown(value)}")
@@ -152,7 +139,7 @@ def one_of(value: object, choices: tuple[str, ...], field: str) -> str:
 
 def relative_path(value: object, field: str) -> str:
     """A path inside a tree: relative, without '.', '..' or empty parts."""
-    if _BAD_RELATIVE_PATH_RE.search(text(value, field)):
+    if BAD_RELATIVE_PATH_RE.search(text(value, field)):
         raise Invalid(field, f"is not a path inside the tree: {shown(value)}")
     return value
 
@@ -194,73 +181,4 @@ def download_url(value: object, field: str) -> str:
     return value
 
 
-MANIFEST_FILE_TYPES = ("file", "dir", "symlink")
-_MODE_RE = re.compile(r"[0-7]{4}")
-
-
-def manifest(data: object) -> dict:
-    """A stage's manifest.json: every field that reaches a path, a message or a Dockerfile.
-
-    Fields extpack can do without are checked only when present (older stages and
-    hand-made ones lack some). A symlink's `target` is the layer's own data and is kept
-    as it is (it is escaped wherever it is printed, and never rendered).
-    """
-    mapping(data, "(top level)")
-    if "arch" in data:
-        architecture(data["arch"], "arch")
-    for key in ("total_size", "max_layer_size"):
-        if key in data:
-            count(data[key], key)
-    for index, layer in enumerate(sequence(data.get("layers", []), "layers")):
-        _manifest_layer(layer, f"layers[{index}]")
-    for index, entry in enumerate(sequence(data.get("files", []), "files")):
-        _manifest_file(entry, index)
-    return data
-
-
-def _manifest_layer(layer: object, where: str) -> None:
-    mapping(layer, where)
-    text(layer.get("source"), f"{where}.source")
-    sha256_hex(layer.get("sha256"), f"{where}.sha256")
-    optional_layer_version_arn(layer.get("arn"), f"{where}.arn")
-    optional_text(layer.get("name"), f"{where}.name")
-    optional_version(layer.get("version"), f"{where}.version")
-    if "kind" in layer:
-        one_of(layer["kind"], ("arn", "zip", "url"), f"{where}.kind")
-    if "architectures" in layer:
-        architectures(layer["architectures"], f"{where}.architectures")
-    for key in ("index", "size", "unzipped_size", "files"):
-        if key in layer:
-            count(layer[key], f"{where}.{key}")
-
-
-def _manifest_file(entry: object, index: int) -> None:
-    # A stage has thousands of entries: each field gets a cheap test first, and the
-    # validator that explains the problem only when that test fails.
-    where = f"files[{index}]"
-    if type(entry) is not dict:
-        mapping(entry, where)
-    path = entry.get("path")
-    if type(path) is not str or not path or CONTROL_RE.search(path) or (
-            (path[0] in "/." or path[-1] == "/" or "//" in path or "/." in path)
-            and _BAD_RELATIVE_PATH_RE.search(path)):
-        relative_path(path, f"{where}.path")
-    if entry.get("type") not in MANIFEST_FILE_TYPES:
-        one_of(entry.get("type"), MANIFEST_FILE_TYPES, f"{where}.type")
-    mode = entry.get("mode")
-    if mode is not None and not (type(mode) is str and _MODE_RE.fullmatch(mode)):
-        raise Invalid(f"{where}.mode", f"is not four octal digits: {shown(mode)}")
-    sha = entry.get("sha256")
-    if sha is not None and not (type(sha) is str and SHA256_RE.fullmatch(sha)):
-        sha256_hex(sha, f"{where}.sha256")
-    target = entry.get("target")
-    if target is not None and type(target) is not str:
-        raise Invalid(f"{where}.target", f"must be a string, not {type(target).__name__}")
-    for key in ("size", "mtime", "layer"):
-        value = entry.get(key)
-        if value is not None and not (type(value) is int and value >= 0):
-            count(value, f"{where}.{key}")
-    overrode = entry.get("overrode")
-    if overrode:
-        for position, layer in enumerate(sequence(overrode, f"{where}.overrode")):
-            count(layer, f"{where}.overrode[{position}]")
+MODE_RE = re.compile(r"[0-7]{4}")  # a file mode as the manifest writes it

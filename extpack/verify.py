@@ -8,9 +8,9 @@ from pathlib import Path
 
 from extpack import nofollow
 from extpack.cache import Cache, sha256_fd
-from extpack.exceptions import UsageError
 from extpack.lock import read_lock
-from extpack.stage import check_stage, read_manifest, stage_differences
+from extpack import manifest as manifests
+from extpack.stage import check_stage, stage_differences
 
 
 @dataclass
@@ -23,19 +23,17 @@ class Verification:
 
 def verify(stage_dir: Path, lock_path: Path, cache: Cache | None) -> Verification:
     check_stage(stage_dir)
-    manifest = read_manifest(stage_dir)
-    if manifest is None:
-        raise UsageError(f"no stage at {stage_dir}: run extpack fetch first")
+    manifest = manifests.load(stage_dir)
     lock = read_lock(lock_path)
-    result = Verification(files_checked=len(manifest["files"]))
+    result = Verification(files_checked=len(manifest.files))
     result.differences += stage_differences(stage_dir, manifest, limit=1000, contents=True)
     if lock is None:
         result.notes.append(f"no lock at {lock_path}: only the stage was checked")
     else:
-        staged = [(layer["source"], layer["sha256"]) for layer in manifest["layers"]]
+        staged = [(layer.source, layer.sha256) for layer in manifest.layers]
         locked = [(layer.source, layer.sha256) for layer in lock.layers]
-        if lock.arch != manifest["arch"]:
-            result.differences.append(f"arch: the lock says {lock.arch}, the stage is {manifest['arch']}")
+        if lock.arch != manifest.arch:
+            result.differences.append(f"arch: the lock says {lock.arch}, the stage is {manifest.arch}")
         for position in range(max(len(staged), len(locked))):
             have = staged[position] if position < len(staged) else None
             want = locked[position] if position < len(locked) else None

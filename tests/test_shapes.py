@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from extpack.runtime_env import BaseKind, base_kind, layer_env
-from extpack.shapes import Entry, LibraryRoot, Shapes, detect, is_wrapper_script
+from extpack.model import EntryType, TreeEntry
+from extpack.shapes import LibraryRoot, Shapes, detect, is_wrapper_script
 
 WRAPPERS = {
     "exec-quoted": '#!/bin/sh\nexport WRAPPED=1\nexec "$@"\n',
@@ -36,7 +37,11 @@ def test_other_files_are_not_wrappers(name):
     assert not is_wrapper_script(NOT_WRAPPERS[name].encode())
 
 
-def _detect(entries: list[Entry], contents: dict[str, str]) -> Shapes:
+def _entry(path: str, kind: str, mode: int, layer: int) -> TreeEntry:
+    return TreeEntry(path, EntryType(kind), mode, layer=layer)
+
+
+def _detect(entries: list[TreeEntry], contents: dict[str, str]) -> Shapes:
     return detect(entries, lambda path: contents[path].encode())
 
 
@@ -44,10 +49,10 @@ def test_a_wrapper_is_an_executable_file_directly_under_opt():
     script = WRAPPERS["exec-quoted"]
     contents = {"otel-instrument": script, "not-executable": script, "tools/nested": script,
                 "extensions/ext": script}
-    entries = [Entry("otel-instrument", "file", 0o755, 1), Entry("not-executable", "file", 0o644, 0),
-               Entry("tools", "dir", 0o755, 0), Entry("tools/nested", "file", 0o755, 0),
-               Entry("extensions", "dir", 0o755, 0), Entry("extensions/ext", "file", 0o755, 0),
-               Entry("link", "symlink", 0o777, 0)]
+    entries = [_entry("otel-instrument", "file", 0o755, 1), _entry("not-executable", "file", 0o644, 0),
+               _entry("tools", "dir", 0o755, 0), _entry("tools/nested", "file", 0o755, 0),
+               _entry("extensions", "dir", 0o755, 0), _entry("extensions/ext", "file", 0o755, 0),
+               _entry("link", "symlink", 0o777, 0)]
     shapes = _detect(entries, contents)
     assert [(w.path, w.layer) for w in shapes.wrappers] == [("/opt/otel-instrument", 1)]
     assert shapes.extensions == ("/opt/extensions/ext",)
@@ -61,7 +66,7 @@ def test_library_roots_per_runtime_with_the_layers_that_fill_them():
     files = {"python/lib/python3.12/site-packages/dd.py": 0, "python/mylib.py": 2,
              "nodejs/node_modules/x.js": 1, "nodejs/node20/node_modules/y.js": 1, "java/lib/a.jar": 0,
              "ruby/gems/3.3.0/g.gem": 0, "ruby/lib/r.rb": 0, "bin/jq": 1, "lib/libz.so": 0, "share/doc": 0}
-    entries = [Entry(d, "dir", 0o755, 0) for d in dirs] + [Entry(f, "file", 0o644, i) for f, i in files.items()]
+    entries = [_entry(d, "dir", 0o755, 0) for d in dirs] + [_entry(f, "file", 0o644, i) for f, i in files.items()]
     roots = {r.path: (r.runtime, r.variable, r.layers) for r in _detect(entries, {}).library_roots}
     assert roots == {
         "/opt/bin": ("all", "PATH", (1,)),
@@ -77,13 +82,13 @@ def test_library_roots_per_runtime_with_the_layers_that_fill_them():
 
 
 def test_an_empty_library_folder_is_not_a_root():
-    entries = [Entry("bin", "dir", 0o755, 0), Entry("python", "dir", 0o755, 0)]
+    entries = [_entry("bin", "dir", 0o755, 0), _entry("python", "dir", 0o755, 0)]
     assert _detect(entries, {}).library_roots == ()
 
 
 def test_shapes_survive_the_manifest_round_trip():
-    shapes = _detect([Entry("w", "file", 0o755, 0), Entry("lib", "dir", 0o755, 0),
-                      Entry("lib/a.so", "file", 0o644, 0)], {"w": WRAPPERS["exec-quoted"]})
+    shapes = _detect([_entry("w", "file", 0o755, 0), _entry("lib", "dir", 0o755, 0),
+                      _entry("lib/a.so", "file", 0o644, 0)], {"w": WRAPPERS["exec-quoted"]})
     assert Shapes.from_json(shapes.to_json()) == shapes
 
 

@@ -1,0 +1,254 @@
+"""The stage's manifest.json: its types, the one reader and the one writer.
+
+A manifest sits in a work tree anyone may edit: its paths, ARNs and names reach file
+operations, messages and Dockerfiles, so the reader checks each field against its grammar
+and hands out typed, frozen values; no other module reads the JSON. Fields extpack can do
+without are optional (older stages and hand-made ones lack some).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from extpack import nofollow, validate
+from extpack.atomic import write_atomically
+from extpack.exceptions import UsageError
+from extpack.model import STAGED_TYPES, Arch, EntryType, SourceKind, TreeEntry, is_extension
+from extpack.shapes import Shapes
+
+SCHEMA = "extpack.manifest/v1"
+NAME = "manifest.json"
+SHAPES_KEY = "shapes"  # optional: manifests written before shapes were recorded lack it
+
+
+@dataclass(frozen=True, slots=True)
+class StagedLayer:
+    """One source layer as the stage records it (index: its place in Lambda's order)."""
+
+    index: int
+    source: str  # what the user named: an ARN, a zip path, a (redacted) URL
+    kind: SourceKind | None
+    arn: str | None
+    name: str | None
+    version: int | None
+    sha256: str
+    size: int | None
+    unzipped_size: int
+    architectures: tuple[Arch, ...]
+    files: int
+
+    @property
+    def label(self) -> str:
+        """How messages name the layer."""
+        return self.arn or self.source
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "source": self.source, "kind": self.kind, "arn": self.arn, "name": self.name,
+                "version": self.version, "sha256": self.sha256, "size": self.size,
+                "unzipped_size": self.unzipped_size, "architectures": list(self.architectures),
+                "files": self.files}
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile(TreeEntry):
+    """One path under /opt (relative to it), as staged."""
+
+    sha256: str | None = None  # a file's
+    mtime: int | None = None
+    overrode: tuple[int, ...] = ()  # the earlier layers whose file at this path it replaced
+
+    @property
+    def mode_text(self) -> str:
+        return f"{self.mode:04o}"
+
+    @property
+    def is_extension(self) -> bool:
+        return is_extension(self.path)
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "type": self.type, "mode": f"{self.mode:04o}", "size": self.size,
+                "sha256": self.sha256, "target": self.target, "mtime": self.mtime, "layer": self.layer,
+                "overrode": list(self.overrode)}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    arch: Arch | None
+    layers: tuple[StagedLayer, ...] = ()
+    files: tuple[StagedFile, ...] = ()
+    total_size: int = 0
+    max_layer_size: int | None = None
+    shapes: Shapes | None = None  # None: not recorded (or damaged): detect from the stage
+
+    @classmethod
+    def of(cls, arch: Arch, layers: tuple[StagedLayer, ...], files: tuple[StagedFile, ...], *,
+           max_layer_size: int | None = None, shapes: Shapes | None = None) -> Manifest:
+        """A manifest whose total is its files' sizes."""
+        return cls(arch, tuple(layers), tuple(files), sum(f.size for f in files), max_layer_size, shapes)
+
+    def extensions(self) -> list[StagedFile]:
+        return [f for f in self.files if f.is_extension]
+
+    def to_json(self) -> dict:
+        data = {"schema": SCHEMA, "arch": self.arch, "layers": [layer.to_json() for layer in self.layers],
+                "files": [f.to_json() for f in self.files], "total_size": self.total_size}
+        if self.max_layer_size is not None:
+            data["max_layer_size"] = self.max_layer_size
+        if self.shapes is not None:
+            data[SHAPES_KEY] = self.shapes.to_json()
+        return data
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+
+def read(stage_dir: Path) -> Manifest | None:
+    """The stage's manifest; None when there is none (or it, or the stage dir, is a symlink, or it
+    is not extpack's); exit 2 when a field has the wrong shape."""
+    try:
+        stage_fd = nofollow.open_dir(stage_dir)
+    except OSError:
+        return None
+    try:
+        fd = os.open(NAME, nofollow.FILE_FLAGS, dir_fd=stage_fd)
+        with open(fd, "rb") as handle:
+            data = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(stage_fd)
+    if not (isinstance(data, dict) and data.get("schema") == SCHEMA):
+        return None
+    return parse(data, stage_dir / NAME)
+
+
+def load(stage_dir: Path) -> Manifest:
+    """The stage's manifest, for a command that needs one: exit 2 when there is none."""
+    manifest = read(stage_dir)
+    if manifest is None:
+        raise UsageError(f"no stage at {stage_dir}: run extpack fetch first")
+    return manifest
+
+
+def parse(data: object, path: Path) -> Manifest:
+    """A manifest from its JSON; exit 2 naming the file and the field when one has the wrong shape."""
+    try:
+        return _manifest(data)
+    except validate.Invalid as exc:
+        raise UsageError(f"manifest {path}: field {exc}: run extpack fetch to rebuild the stage") from None
+
+
+def _manifest(data: object) -> Manifest:
+    validate.mapping(data, "(top level)")
+    arch = Arch.of_field(data["arch"], "arch") if "arch" in data else None
+    counts = {key: validate.count(data[key], key) for key in ("total_size", "max_layer_size") if key in data}
+    layers = tuple(_layer(layer, index) for index, layer in enumerate(validate.sequence(data.get("layers", []),
+                                                                                        "layers")))
+    files = tuple(_file(entry, index) for index, entry in enumerate(validate.sequence(data.get("files", []),
+                                                                                      "files")))
+    total = counts.get("total_size")
+    return Manifest(arch, layers, files, sum(f.size for f in files) if total is None else total,
+                    counts.get("max_layer_size"), _shapes(data.get(SHAPES_KEY)))
+
+
+def _shapes(recorded: object) -> Shapes | None:
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        return Shapes.from_json(recorded)
+    except (ValueError, KeyError, TypeError):
+        return None  # hand-edited or damaged: the stage itself says what it holds
+
+
+def _layer(layer: object, position: int) -> StagedLayer:
+    where = f"layers[{position}]"
+    validate.mapping(layer, where)
+
+    def counted(key: str, default: int | None) -> int | None:
+        return validate.count(layer[key], f"{where}.{key}") if key in layer else default
+
+    kind = layer.get("kind")
+    return StagedLayer(
+        index=counted("index", position),
+        source=validate.text(layer.get("source"), f"{where}.source"),
+        kind=None if kind is None else SourceKind(validate.one_of(kind, tuple(SourceKind), f"{where}.kind")),
+        arn=validate.optional_layer_version_arn(layer.get("arn"), f"{where}.arn"),
+        name=validate.optional_text(layer.get("name"), f"{where}.name"),
+        version=validate.optional_version(layer.get("version"), f"{where}.version"),
+        sha256=validate.sha256_hex(layer.get("sha256"), f"{where}.sha256"),
+        size=counted("size", None),
+        unzipped_size=counted("unzipped_size", 0),
+        architectures=Arch.list_of_field(layer.get("architectures", []), f"{where}.architectures"),
+        files=counted("files", 0),
+    )
+
+
+_ENTRY_TYPES = {kind.value: kind for kind in STAGED_TYPES}
+_DEFAULT_MODES = {EntryType.FILE: 0o644, EntryType.DIR: 0o755, EntryType.SYMLINK: 0o777}
+
+
+def _file(entry: object, index: int) -> StagedFile:
+    # A stage has thousands of entries: each field gets a cheap test first, and the
+    # validator that explains the problem only when that test fails.
+    where = f"files[{index}]"
+    if type(entry) is not dict:
+        validate.mapping(entry, where)
+    path = entry.get("path")
+    if type(path) is not str or not path or validate.CONTROL_RE.search(path) or (
+            (path[0] in "/." or path[-1] == "/" or "//" in path or "/." in path)
+            and validate.BAD_RELATIVE_PATH_RE.search(path)):
+        validate.relative_path(path, f"{where}.path")
+    kind = _ENTRY_TYPES.get(entry.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        validate.one_of(entry.get("type"), tuple(_ENTRY_TYPES), f"{where}.type")
+    mode = entry.get("mode")
+    if mode is not None and not (type(mode) is str and validate.MODE_RE.fullmatch(mode)):
+        raise validate.Invalid(f"{where}.mode", f"is not four octal digits: {validate.shown(mode)}")
+    sha = entry.get("sha256")
+    if sha is not None and not (type(sha) is str and validate.SHA256_RE.fullmatch(sha)):
+        validate.sha256_hex(sha, f"{where}.sha256")
+    target = entry.get("target")
+    if target is not None and type(target) is not str:
+        raise validate.Invalid(f"{where}.target", f"must be a string, not {type(target).__name__}")
+    for key in ("size", "mtime", "layer"):
+        value = entry.get(key)
+        if value is not None and not (type(value) is int and value >= 0):
+            validate.count(value, f"{where}.{key}")
+    overrode = entry.get("overrode") or ()
+    if overrode:
+        for position, layer in enumerate(validate.sequence(overrode, f"{where}.overrode")):
+            validate.count(layer, f"{where}.overrode[{position}]")
+    return StagedFile(path, kind, _DEFAULT_MODES[kind] if mode is None else int(mode, 8), entry.get("size") or 0,
+                      target, layer=entry.get("layer") or 0, sha256=sha, mtime=entry.get("mtime"),
+                      overrode=tuple(overrode))
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+
+
+def write(stage_dir: Path, manifest: Manifest) -> None:
+    """Write (or replace, in one step) `<stage_dir>/manifest.json`."""
+    write_atomically(stage_dir / NAME, text(manifest))
+
+
+def text(manifest: Manifest) -> str:
+    """Sorted keys, one file (or layer) per line: diffs read well, and json's C encoder
+    writes it (an indented dump goes through the much slower Python encoder)."""
+    data = manifest.to_json()
+    encode = json.JSONEncoder(sort_keys=True).encode
+    fields = []
+    for key in sorted(data):
+        value = data[key]
+        if isinstance(value, list) and value:
+            rows = ",\n  ".join(map(encode, value))
+            fields.append(f' {encode(key)}: [\n  {rows}\n ]')
+        else:
+            fields.append(f" {encode(key)}: {encode(value)}")
+    return "{\n" + ",\n".join(fields) + "\n}\n"
