@@ -8,11 +8,8 @@ from pathlib import Path
 from extpack.elf import HEADER_BYTES, elf_arch
 from extpack.exceptions import ExtpackError, UsageError
 from extpack.rootfs import ManifestView
-from extpack.shapes import Shapes
+from extpack.shapes import Shapes, shapes_of
 from extpack.stage import EXTENSIONS_DIR, check_stage, read_manifest
-
-LS_SCHEMA = "extpack.ls/v1"
-
 
 @dataclass(frozen=True)
 class Extension:
@@ -53,16 +50,16 @@ def _cpu(view: ManifestView, path: str) -> str:
     return elf_arch(head) or "-"
 
 
-def ls_json(stage_dir: Path, manifest: dict, extensions: list[Extension], shapes: Shapes | None = None) -> dict:
-    return {
-        "schema": LS_SCHEMA,
-        "stage": str(stage_dir),
-        "arch": manifest["arch"],
-        "layers": [{key: layer[key] for key in ("index", "source", "arn", "name", "version", "sha256", "size",
-                                                "unzipped_size", "architectures", "files")}
-                   for layer in manifest["layers"]],
-        "extensions": [ext.__dict__ for ext in extensions],
-        "files": len(manifest["files"]),
-        "total_size": manifest["total_size"],
-        **({} if shapes is None else {key: value for key, value in shapes.to_json().items() if key != "extensions"}),
-    }
+
+@dataclass(frozen=True)
+class Listing:
+    stage_dir: Path
+    manifest: dict
+    extensions: list[Extension]
+    shapes: Shapes
+
+
+def list_stage(stage_dir: Path) -> Listing:
+    """What `ls` shows: the stage's manifest, its extensions with their CPU, its shapes."""
+    manifest, extensions = staged(stage_dir)
+    return Listing(stage_dir, manifest, extensions, shapes_of(manifest, stage_dir))

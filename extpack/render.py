@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from extpack import validate
 from extpack import runtime_env
@@ -419,6 +420,29 @@ def _sha256_or_none(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def render_to(options: RenderOptions, *, check: bool = False, force: bool = False,
+              warn: Callable[[str], None] = lambda line: None) -> tuple[Rendered, list[Path]]:
+    """Render, tell `warn` what the image would lose, then write to `options.output` (or, with
+    `check`, compare with it: DriftError). Returns what was rendered and the files written
+    (none for `--output -`, which is the caller's to print, or `check`)."""
+    rendered = render(options)
+    for warning in rendered.warnings:
+        warn(warning)
+    if options.output == "-":
+        return rendered, []
+    target = Path(options.output)
+    if not options.from_image:
+        problem = dockerignore_problem((options.context or target.absolute().parent), options.stage_dir)
+        if problem:
+            raise UsageError(problem)
+    if check:
+        check_drift(rendered, target)
+        return rendered, []
+    if not force:
+        refuse_hand_written(rendered, target)
+    return rendered, write(rendered, target)
 
 
 def check_drift(rendered: Rendered, output: Path) -> None:

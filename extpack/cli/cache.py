@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
+from typing import TYPE_CHECKING
+
 import click
 
-from extpack.cli.options import cache_dir_option, pick, project_config
+from extpack.cli.options import cache_dir_option, json_option, project_settings
+
+if TYPE_CHECKING:
+    from extpack.cache import CachedBlob
 
 
 @click.group()
@@ -15,11 +22,14 @@ def cache():
 def _cache_from(ctx, cache_dir):
     from extpack.cache import Cache, default_cache_dir
 
-    return Cache(pick(cache_dir, project_config(ctx), "cache-dir") or default_cache_dir())
+    return Cache(project_settings(ctx, cache_dir=cache_dir).cache_dir or default_cache_dir())
+
+
+_cache_dir_option = cache_dir_option("The cache (default: $EXTPACK_CACHE_DIR or the user cache dir).")
 
 
 @cache.command(name="path")
-@cache_dir_option
+@_cache_dir_option
 @click.pass_context
 def cache_path(ctx, cache_dir):
     """Print where the cache is."""
@@ -27,33 +37,35 @@ def cache_path(ctx, cache_dir):
 
 
 @cache.command(name="ls")
-@cache_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_cache_dir_option
+@json_option()
 @click.pass_context
 def cache_ls(ctx, cache_dir, as_json):
     """List cached layer zips with their sizes, zipped and unpacked."""
-    import json
-    import time
-
-    from extpack.report import human_size, table
-
     store = _cache_from(ctx, cache_dir)
     blobs = list(store.blobs())
     unpacked = {b.sha256: store.tree_size(b.sha256) for b in blobs}  # None: no tree kept
-    if as_json:
-        click.echo(json.dumps({"schema": "extpack.cache/v1", "blobs": [
-            {"sha256": b.sha256, "size": b.size, "last_used": int(b.last_used), "unpacked": unpacked[b.sha256]}
-            for b in blobs]}, indent=2))
-        return
+    click.echo(cache_json(blobs, unpacked) if as_json else cache_table(blobs, unpacked))
+
+
+def cache_json(blobs: list[CachedBlob], unpacked: dict[str, int | None]) -> str:
+    return json.dumps({"schema": "extpack.cache/v1", "blobs": [
+        {"sha256": b.sha256, "size": b.size, "last_used": int(b.last_used), "unpacked": unpacked[b.sha256]}
+        for b in blobs]}, indent=2)
+
+
+def cache_table(blobs: list[CachedBlob], unpacked: dict[str, int | None]) -> str:
+    from extpack.report import human_size, table
+
     rows = [[b.sha256[:16], human_size(b.size), "-" if unpacked[b.sha256] is None else human_size(unpacked[b.sha256]),
              time.strftime("%Y-%m-%d %H:%M", time.gmtime(b.last_used))] for b in blobs]
-    click.echo(table(["SHA256", "SIZE", "UNPACKED", "LAST USED (UTC)"], rows))
     trees = sum(size or 0 for size in unpacked.values())
-    click.echo(f"{len(blobs)} blobs, {human_size(sum(b.size for b in blobs))}; unpacked trees {human_size(trees)}")
+    return (table(["SHA256", "SIZE", "UNPACKED", "LAST USED (UTC)"], rows) + "\n"
+            f"{len(blobs)} blobs, {human_size(sum(b.size for b in blobs))}; unpacked trees {human_size(trees)}")
 
 
 @cache.command(name="prune")
-@cache_dir_option
+@_cache_dir_option
 @click.option("--older-than", type=float, metavar="DAYS", help="Remove zips unused for this many days.")
 @click.option("--all", "remove_all", is_flag=True, help="Remove every cached zip.")
 @click.pass_context

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from extpack.config import CONFIG_FILE
 
 
 @click.command()
@@ -20,7 +21,7 @@ def init(makefile, force, layers):
 
     for layer in layers:
         parse_source(layer)
-    target = Path("extpack.toml")
+    target = Path(CONFIG_FILE)
     if target.exists() and not force:
         raise UsageError(f"{target} already exists: edit it, or pass --force to overwrite it")
     target.write_text(starter_config(list(layers)))

@@ -2,52 +2,68 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+from typing import TYPE_CHECKING
 
 import click
 
+from extpack.cli.options import json_option, project_settings, stage_dir_option
 from extpack.exceptions import printable
-from extpack.cli.options import pick, project_config
+
+if TYPE_CHECKING:
+    from extpack.listing import Listing
 
 
 @click.command(name="ls")
-@click.option("--stage-dir", type=click.Path(path_type=Path), help="The stage to list (default .extpack).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@stage_dir_option("The stage to list")
+@json_option()
 @click.pass_context
 def ls_command(ctx, stage_dir, as_json):
     """List what is staged: layers, extensions and their CPU, sizes."""
-    import json
+    from extpack.listing import list_stage
 
-    from extpack.listing import ls_json, staged
+    listing = list_stage(project_settings(ctx, stage_dir=stage_dir).stage_dir)
+    click.echo(ls_json(listing) if as_json else ls_text(listing))
+
+
+def ls_json(listing: Listing) -> str:
+    manifest = listing.manifest
+    return json.dumps({
+        "schema": "extpack.ls/v1",
+        "stage": str(listing.stage_dir),
+        "arch": manifest["arch"],
+        "layers": [{key: layer[key] for key in ("index", "source", "arn", "name", "version", "sha256", "size",
+                                                "unzipped_size", "architectures", "files")}
+                   for layer in manifest["layers"]],
+        "extensions": [ext.__dict__ for ext in listing.extensions],
+        "files": len(manifest["files"]),
+        "total_size": manifest["total_size"],
+        **{key: value for key, value in listing.shapes.to_json().items() if key != "extensions"},
+    }, indent=2)
+
+
+def ls_text(listing: Listing) -> str:
     from extpack.report import human_size, table
-    from extpack.shapes import shapes_of
 
-    stage_dir = pick(stage_dir, project_config(ctx), "stage-dir", Path(".extpack"))
-    manifest, extensions = staged(stage_dir)
-    shapes = shapes_of(manifest, stage_dir)
-    if as_json:
-        click.echo(json.dumps(ls_json(stage_dir, manifest, extensions, shapes), indent=2))
-        return
-    click.echo(table(["#", "LAYER", "VERSION", "ARCH", "ZIP", "UNZIPPED", "FILES", "SHA256"], [
+    manifest, extensions, shapes = listing.manifest, listing.extensions, listing.shapes
+    lines = [table(["#", "LAYER", "VERSION", "ARCH", "ZIP", "UNZIPPED", "FILES", "SHA256"], [
         [str(layer["index"] + 1), layer["arn"] or layer["source"], str(layer["version"] or "-"),
          ",".join(layer["architectures"]) or "-", human_size(layer["size"]), human_size(layer["unzipped_size"]),
          str(layer["files"]), layer["sha256"][:12]]
-        for layer in manifest["layers"]]))
-    click.echo()
+        for layer in manifest["layers"]]), ""]
     if extensions:
-        click.echo(table(["EXTENSION", "CPU", "SIZE"], [
+        lines.append(table(["EXTENSION", "CPU", "SIZE"], [
             [printable(f"/opt/extensions/{ext.name}" + (f" -> {ext.target}" if ext.target else "")), ext.cpu,
              human_size(ext.size)] for ext in extensions]))
     else:
-        click.echo("no extensions in /opt/extensions")
+        lines.append("no extensions in /opt/extensions")
     if shapes.wrappers:
-        click.echo()
-        click.echo(table(["WRAPPER", "LAYER", "USE WITH"], [
-            [w.path, str(w.layer + 1), f"extpack render --wrapper {w.path}"] for w in shapes.wrappers]))
+        lines += ["", table(["WRAPPER", "LAYER", "USE WITH"], [
+            [w.path, str(w.layer + 1), f"extpack render --wrapper {w.path}"] for w in shapes.wrappers])]
     if shapes.library_roots:
-        click.echo()
-        click.echo(table(["LIBRARY ROOT", "RUNTIME", "ON", "LAYERS"], [
+        lines += ["", table(["LIBRARY ROOT", "RUNTIME", "ON", "LAYERS"], [
             [r.path, r.runtime, r.variable, ",".join(str(i + 1) for i in r.layers) or "-"]
-            for r in shapes.library_roots]))
-    click.echo(f"\ntotal: {len(manifest['files'])} entries, {human_size(manifest['total_size'])} unzipped "
-               f"({manifest['arch']})")
+            for r in shapes.library_roots])]
+    lines.append(f"\ntotal: {len(manifest['files'])} entries, {human_size(manifest['total_size'])} unzipped "
+                 f"({manifest['arch']})")
+    return "\n".join(lines)

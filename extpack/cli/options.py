@@ -1,60 +1,94 @@
-"""What several commands share: their common options, and the project config they read."""
+"""What several commands share: their common options, and the project settings they read.
+
+Each option is declared once here; a command passes only its own help text (what "the stage"
+is differs between fetch, render and ls). Defaults are not given here but in config.Settings,
+so a flag left out is None and the config can still set it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-ARCH_CHOICE = click.Choice(["x86_64", "arm64"])
+from extpack.config import DEFAULT_ARCH, DEFAULT_LOCK, DEFAULT_STAGE_DIR
+from extpack.validate import ARCHITECTURES
+
+if TYPE_CHECKING:
+    from extpack.config import Settings
+    from extpack.fetch import FetchOptions
+
+ARCH_CHOICE = click.Choice(ARCHITECTURES)
+PATH = click.Path(path_type=Path)
 
 
-def project_config(ctx: click.Context):
+def stage_dir_option(what: str):
+    """--stage-dir; `what` says what the stage is to this command ("The stage to list")."""
+    return click.option("--stage-dir", type=PATH, help=f"{what} (default {DEFAULT_STAGE_DIR}).")
+
+
+def lock_option(help: str = f"Lock file (default {DEFAULT_LOCK})."):  # noqa: A002 - click's own parameter name
+    return click.option("--lock", "lock_path", type=PATH, help=help)
+
+
+def arch_option(help: str = f"Target CPU (default {DEFAULT_ARCH})."):  # noqa: A002
+    return click.option("--arch", type=ARCH_CHOICE, help=help)
+
+
+def cache_dir_option(help: str):  # noqa: A002
+    return click.option("--cache-dir", type=PATH, help=help)
+
+
+def json_option(help: str = "Print JSON."):  # noqa: A002
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def profile_option(help: str):  # noqa: A002
+    return click.option("--profile", help=help)
+
+
+def endpoint_url_option(help: str):  # noqa: A002
+    return click.option("--endpoint-url", help=help)
+
+
+def project_settings(ctx: click.Context, **flags) -> Settings:
+    """The settings of this run: each flag given, else the project config's key, else the default."""
     from extpack.config import load_config
 
-    return load_config(ctx.obj["config_path"])
+    return load_config(ctx.obj["config_path"]).settings(**flags)
 
 
-def pick(flag, config, key, default=None):
-    """Flags win over config, config over defaults."""
-    return flag if flag is not None else config.get(key, default)
-
-
-def fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False, arch=None, profile=None,
-                   endpoint_url=None, jobs=None, cache_dir=None, use_cache=True, max_layer_size=None, link=None):
-    """FetchOptions from flags, then config, then defaults."""
+def fetch_options(ctx: click.Context, sources: tuple[str, ...], *, frozen: bool = False, use_cache: bool = True,
+                  **flags) -> FetchOptions:
+    """FetchOptions from flags, then config, then defaults; `flags` are named as in Settings."""
     from extpack.cache import default_cache_dir
-    from extpack.config import parse_size
-    from extpack.fetch import DEFAULT_JOBS, FetchOptions
+    from extpack.config import DEFAULT_ARCH, load_config, parse_size
+    from extpack.fetch import FetchOptions
+    from extpack.lock import read_lock
     from extpack.unpack import DEFAULT_MAX_LAYER_SIZE
 
-    from extpack.lock import read_lock
-
-    config = project_config(ctx)
+    config = load_config(ctx.obj["config_path"])
     if sources and config.get("layers"):
         click.echo(f"warning: using the {len(sources)} layer(s) given on the command line instead of the "
                    f"{len(config.get('layers'))} listed in {config.path}; the lock will hold these", err=True)
-    lock_path = pick(lock_path, config, "lock", Path("extpack.lock"))
-    if arch is None and config.get("arch") is None:  # the lock's arch sticks until --arch or the config says otherwise
-        arch = getattr(read_lock(lock_path), "arch", None)
+    settings = config.settings(layers=sources, **flags)
+    # The lock's arch sticks until --arch or the config says otherwise.
+    arch = settings.arch or getattr(read_lock(settings.lock), "arch", None) or DEFAULT_ARCH
     return FetchOptions(
-        sources=list(sources) or list(config.get("layers", [])),
-        stage_dir=pick(stage_dir, config, "stage-dir", Path(".extpack")),
-        lock_path=lock_path,
+        sources=list(settings.layers),
+        stage_dir=settings.stage_dir,
+        lock_path=settings.lock,
         frozen=frozen,
-        arch=pick(arch, config, "arch", "x86_64"),
-        profile=pick(profile, config, "profile"),
-        endpoint_url=pick(endpoint_url, config, "endpoint-url"),
-        jobs=pick(jobs, config, "jobs", DEFAULT_JOBS),
-        cache_dir=pick(cache_dir, config, "cache-dir") or default_cache_dir(),
+        arch=arch,
+        profile=settings.profile,
+        endpoint_url=settings.endpoint_url,
+        jobs=settings.jobs,
+        cache_dir=settings.cache_dir or default_cache_dir(),
         use_cache=use_cache,
-        max_layer_size=parse_size(pick(max_layer_size, config, "max-layer-size", DEFAULT_MAX_LAYER_SIZE)),
+        max_layer_size=DEFAULT_MAX_LAYER_SIZE if settings.max_layer_size is None else parse_size(settings.max_layer_size),
         # Relative zip paths in a config file are relative to that file, not to the cwd.
         base_dir=config.base_dir if not sources else Path("."),
         config_path=config.path,
-        link=pick(link, config, "link", True),
+        link=settings.link,
     )
-
-
-cache_dir_option = click.option("--cache-dir", type=click.Path(path_type=Path), help="The cache (default: "
-                                "$EXTPACK_CACHE_DIR or the user cache dir).")

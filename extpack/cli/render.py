@@ -6,17 +6,18 @@ from pathlib import Path
 
 import click
 
-from extpack.exceptions import ExtpackError
-from extpack.cli.options import pick, project_config
+from extpack.cli.options import lock_option, project_settings, stage_dir_option
+from extpack.config import DEFAULT_OUTPUT, DEFAULT_TEMPLATE
+from extpack.exceptions import DriftError
 
 
 @click.command()
-@click.option("--stage-dir", type=click.Path(path_type=Path), help="The stage to render from (default .extpack).")
-@click.option("--lock", "lock_path", type=click.Path(path_type=Path), help="Lock file named in the header.")
-@click.option("--template", "-t", help="aws-base (default), alpine-rie, python, nodejs, or a path to a .j2 file.")
+@stage_dir_option("The stage to render from")
+@lock_option("Lock file named in the header.")
+@click.option("--template", "-t", help=f"{DEFAULT_TEMPLATE} (default), alpine-rie, python, nodejs, or a path to a .j2 file.")
 @click.option("--base", help="Base image of the final stage (default depends on the template).")
 @click.option("--platform", help="linux/amd64 or linux/arm64 (default: from the stage's --arch).")
-@click.option("--output", "-o", help="Where to write (default Dockerfile; - for stdout).")
+@click.option("--output", "-o", help=f"Where to write (default {DEFAULT_OUTPUT}; - for stdout).")
 @click.option("--context", type=click.Path(path_type=Path, file_okay=False),
               help="The docker build context (default: the output's folder).")
 @click.option("--check", is_flag=True, help="Write nothing; exit 6 with a diff if the file on disk differs.")
@@ -38,54 +39,26 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
            entrypoint, cmd, handler, app_dir, from_image, wrapper, force):
     """Write a multi-stage Dockerfile that copies the staged /opt into the image."""
     from extpack import render as rendering
-    from extpack.exceptions import UsageError
 
-    config = project_config(ctx)
-    # Flags win over config; the header records these effective settings, however given.
-    options = rendering.options_from({
-        "stage-dir": pick(stage_dir, config, "stage-dir", Path(".extpack")),
-        "lock": pick(lock_path, config, "lock", Path("extpack.lock")),
-        "template": pick(template, config, "template", "aws-base"),
-        "base": pick(base, config, "base"),
-        "platform": pick(platform, config, "platform"),
-        "output": str(pick(output, config, "output", "Dockerfile")),
-        "context": pick(context, config, "context"),
-        "rie": pick(rie, config, "rie", False),
-        "rie-binary": pick(rie_binary, config, "rie-binary"),
-        "copy": list(copies) or config.get("copy", []),
-        "env": list(env) or config.get("env", []),
-        "entrypoint": pick(entrypoint, config, "entrypoint"),
-        "cmd": pick(cmd, config, "cmd"),
-        "handler": pick(handler, config, "handler"),
-        "app-dir": pick(app_dir, config, "app-dir"),
-        "from-image": pick(from_image, config, "from-image"),
-        "wrapper": pick(wrapper, config, "wrapper"),
-    })
-    output, context, from_image = options.output, options.context, options.from_image
-    result = rendering.render(options)
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    if output == "-":
-        click.echo(result.dockerfile, nl=False)
-        if result.entry_script is not None:
+    settings = project_settings(ctx, stage_dir=stage_dir, lock=lock_path, template=template, base=base,
+                                platform=platform, output=output, context=context, rie=rie, rie_binary=rie_binary,
+                                copy=copies, env=env, entrypoint=entrypoint, cmd=cmd, handler=handler,
+                                app_dir=app_dir, from_image=from_image, wrapper=wrapper)
+    # The header records these effective settings, however given.
+    options = rendering.options_from(settings.by_key())
+    try:
+        rendered, written = rendering.render_to(options, check=check, force=force,
+                                                warn=lambda line: click.echo(f"warning: {line}", err=True))
+    except DriftError as exc:
+        for line in exc.details:  # the diff, for --check
+            click.echo(line, nl=False)
+        raise
+    if options.output == "-":
+        click.echo(rendered.dockerfile, nl=False)
+        if rendered.entry_script is not None:
             click.echo(f"note: the Dockerfile COPYs {rendering.ENTRY_SCRIPT}, which only --output FILE writes",
                        err=True)
-        return
-    target = Path(output)
-    if not from_image:
-        problem = rendering.dockerignore_problem((context or target.absolute().parent), options.stage_dir)
-        if problem:
-            raise UsageError(problem)
-    if check:
-        try:
-            rendering.check_drift(result, target)
-        except ExtpackError as exc:
-            for line in getattr(exc, "details", []):
-                click.echo(line, nl=False)
-            raise
-        click.echo(f"{target} is up to date", err=True)
-        return
-    if not force:
-        rendering.refuse_hand_written(result, target)
-    for path in rendering.write(result, target):
+    elif check:
+        click.echo(f"{Path(options.output)} is up to date", err=True)
+    for path in written:
         click.echo(f"wrote {path}")
