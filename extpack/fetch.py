@@ -22,6 +22,7 @@ from extpack import stage as staging
 from extpack.cache import Cache, sha256_file
 from extpack.download import Expected, download
 from extpack.exceptions import DownloadError, DriftError, LayerContentError, UsageError
+from extpack.config import DEFAULT_ARCH, DEFAULT_JOBS, DEFAULT_LOCK, DEFAULT_STAGE_DIR
 from extpack.lock import Lock, LockedLayer, read_lock
 from extpack.overlay import StageTree
 from extpack.resolve import LambdaResolver
@@ -32,7 +33,6 @@ from extpack.stagelock import holding_stage
 from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
 
 ARCHITECTURES = ("x86_64", "arm64")
-DEFAULT_JOBS = 4
 INTERRUPT_GRACE = 2.0  # seconds an interrupted fetch waits for its workers to stop
 _DOCTOR_FIX_ADVICE = ", or run extpack doctor --fix"
 
@@ -52,10 +52,10 @@ class Progress:
 @dataclass
 class FetchOptions:
     sources: list[str]
-    stage_dir: Path = Path(".extpack")
-    lock_path: Path = Path("extpack.lock")
+    stage_dir: Path = DEFAULT_STAGE_DIR
+    lock_path: Path = DEFAULT_LOCK
     frozen: bool = False
-    arch: str = "x86_64"
+    arch: str = DEFAULT_ARCH
     profile: str | None = None
     endpoint_url: str | None = None
     jobs: int = DEFAULT_JOBS

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import nofollow
+from .config import DEFAULT_ARCH
 from .exceptions import LayerContentError, UsageError
 from .stage import check_stage
 from .oci import MEDIA_CONFIG, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, Blob
@@ -150,7 +151,7 @@ def read_stage(stage_dir: Path, arch: str | None = None) -> Stage:
             raise UsageError(
                 f"the stage at {root} was fetched for {staged_arch}, not {want}: run extpack fetch --arch {want}"
             )
-    final_arch = staged_arch or want or "x86_64"
+    final_arch = staged_arch or want or DEFAULT_ARCH
     layers = tuple(
         StagedLayer(
             index=int(entry.get("index", i)),

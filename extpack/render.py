@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from extpack import validate
+from extpack.config import DEFAULT_ARCH, DEFAULT_LOCK, DEFAULT_OUTPUT, DEFAULT_STAGE_DIR, DEFAULT_TEMPLATE, Settings
 from extpack import runtime_env
 from extpack.exceptions import DriftError, UsageError
 from extpack.shapes import Shapes, shapes_of
@@ -46,12 +47,12 @@ class Copy:
 
 @dataclass
 class RenderOptions:
-    stage_dir: Path = Path(".extpack")
-    lock_path: Path = Path("extpack.lock")
-    template: str = "aws-base"
+    stage_dir: Path = DEFAULT_STAGE_DIR
+    lock_path: Path = DEFAULT_LOCK
+    template: str = DEFAULT_TEMPLATE
     base: str | None = None
     platform: str | None = None
-    output: str = "Dockerfile"
+    output: str = DEFAULT_OUTPUT
     context: Path | None = None
     rie: bool = False
     rie_binary: str | None = None
@@ -113,11 +114,9 @@ def parse_command(text: str | list | None) -> list[str]:
     return shlex.split(text)
 
 
-# Render's settings in the order the regenerate command names them, with their defaults.
-_SETTING_DEFAULTS = {"stage-dir": ".extpack", "lock": "extpack.lock", "template": "aws-base", "base": None,
-                     "platform": None, "output": "Dockerfile", "context": None, "rie": False, "rie-binary": None,
-                     "copy": [], "env": [], "entrypoint": None, "cmd": None, "handler": None, "app-dir": None,
-                     "from-image": None, "wrapper": None}
+# Render's settings in the order the regenerate command names them (their defaults are Settings').
+_SETTING_KEYS = ("stage-dir", "lock", "template", "base", "platform", "output", "context", "rie", "rie-binary", "copy",
+                 "env", "entrypoint", "cmd", "handler", "app-dir", "from-image", "wrapper")
 
 
 def options_from(settings: dict) -> RenderOptions:
@@ -156,8 +155,9 @@ def regenerate_command(settings: dict) -> str:
     `render` and `render --check` produce the same bytes.
     """
     words = ["extpack", "render"]
-    for key, default in _SETTING_DEFAULTS.items():
-        value = settings.get(key)
+    defaults = Settings().by_key()
+    for key in _SETTING_KEYS:
+        value, default = settings.get(key), defaults[key]
         if value in (None, False, [], ()) or str(value) == str(default) or (key == "output" and value == "-"):
             continue
         if value is True:
@@ -176,12 +176,12 @@ def render(options: RenderOptions) -> Rendered:
     if not options.from_image:
         require_unshared_unchanged(options.stage_dir, manifest)
         _require_stage_of_lock(options.stage_dir, manifest, options.lock_path)
-    manifest = manifest or {"arch": "x86_64", "layers": [], "files": [], "total_size": 0}
+    manifest = manifest or {"arch": DEFAULT_ARCH, "layers": [], "files": [], "total_size": 0}
     context_dir = (options.context or _output_dir(options.output)).absolute()
     environment, template_name = _template(options.template)
     builtin = options.template in BUILTIN
     rie = options.rie or options.template == "alpine-rie" or _extends_alpine_rie(environment, template_name)
-    arch = manifest.get("arch", "x86_64")
+    arch = manifest.get("arch", DEFAULT_ARCH)
     if options.platform and options.platform not in PLATFORMS.values():
         raise UsageError(f"unknown --platform {options.platform!r}: use linux/amd64 or linux/arm64")
     if options.platform and not options.from_image and options.platform != PLATFORMS.get(arch):

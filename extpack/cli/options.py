@@ -86,7 +86,8 @@ def fetch_options(ctx: click.Context, sources: tuple[str, ...], *, frozen: bool 
         jobs=settings.jobs,
         cache_dir=settings.cache_dir or default_cache_dir(),
         use_cache=use_cache,
-        max_layer_size=DEFAULT_MAX_LAYER_SIZE if settings.max_layer_size is None else parse_size(settings.max_layer_size),
+        max_layer_size=(DEFAULT_MAX_LAYER_SIZE if settings.max_layer_size is None
+                        else parse_size(settings.max_layer_size)),
         # Relative zip paths in a config file are relative to that file, not to the cwd.
         base_dir=config.base_dir if not sources else Path("."),
         config_path=config.path,

@@ -14,7 +14,8 @@ from extpack.exceptions import DriftError
 @click.command()
 @stage_dir_option("The stage to render from")
 @lock_option("Lock file named in the header.")
-@click.option("--template", "-t", help=f"{DEFAULT_TEMPLATE} (default), alpine-rie, python, nodejs, or a path to a .j2 file.")
+@click.option("--template", "-t",
+              help=f"{DEFAULT_TEMPLATE} (default), alpine-rie, python, nodejs, or a path to a .j2 file.")
 @click.option("--base", help="Base image of the final stage (default depends on the template).")
 @click.option("--platform", help="linux/amd64 or linux/arm64 (default: from the stage's --arch).")
 @click.option("--output", "-o", help=f"Where to write (default {DEFAULT_OUTPUT}; - for stdout).")
