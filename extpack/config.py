@@ -103,7 +103,7 @@ class Settings:
     layers: list[str] = field(default_factory=list)
     stage_dir: Path = DEFAULT_STAGE_DIR
     lock: Path = DEFAULT_LOCK
-    arch: str | None = None  # None: the lock's, else DEFAULT_ARCH (see fetch_arch)
+    arch: str | None = None  # None: the lock's arch, else DEFAULT_ARCH (fetch_options decides)
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
 @click.command()
 @click.option("--stage-dir", "stage_dirs", multiple=True, type=PATH,
               help=f"Stage to convert (default {DEFAULT_STAGE_DIR}). Give one per architecture for a multi-arch index.")
-@click.option("--output", "-o", type=click.Path(path_type=Path), help="Where to write the image.")
+@click.option("--output", "-o", type=PATH, help="Where to write the image.")
 @click.option("--format", "image_format", type=click.Choice(["oci", "oci-archive", "docker-archive"]), default="oci",
               show_default=True, help="An OCI layout folder, the same as a tar, or a tar for docker load.")
 @click.option("--tag", default="extpack-opt:latest", show_default=True, help="NAME:TAG of the image.")
