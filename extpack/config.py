@@ -87,6 +87,9 @@ class Config:
 
     def settings(self, **flags) -> Settings:
         """Each flag given (not None, not empty) wins over this config's key, which wins over the default."""
+        unknown = set(flags) - {f.name for f in fields(Settings)}
+        if unknown:  # a new flag needs its setting (and config key) first, or it would be dropped unseen
+            raise TypeError(f"no such setting: {', '.join(sorted(unknown))}")
         values = {}
         for f in fields(Settings):
             flag = flags.get(f.name)

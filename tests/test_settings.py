@@ -64,6 +64,11 @@ def test_every_config_key_is_a_setting() -> None:
     assert set(Settings().by_key()) == set(KEYS)
 
 
+def test_a_flag_without_a_setting_is_refused() -> None:
+    with pytest.raises(TypeError, match="no such setting: stage"):
+        Config().settings(stage=Path("x"))
+
+
 # --------------------------------------------------------------------------- lazy group
 
 
