@@ -1,13 +1,14 @@
 """Project configuration: `extpack.toml`, or `[tool.extpack]` in `pyproject.toml`.
 
-Command-line flags win over config, config over defaults. Unknown keys and wrong types
-are usage errors that name the key and the file.
+Command-line flags win over config, config over defaults: `Config.settings` applies that
+rule once, and `Settings` below holds every default. Unknown keys and wrong types are usage
+errors that name the key and the file.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from extpack import validate
@@ -21,6 +22,13 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 CONFIG_FILE = "extpack.toml"
 PYPROJECT = "pyproject.toml"
+
+# The defaults of the settings other modules name too; every other default is in Settings.
+DEFAULT_STAGE_DIR = Path(".extpack")
+DEFAULT_LOCK = Path("extpack.lock")
+DEFAULT_TEMPLATE = "aws-base"
+DEFAULT_OUTPUT = "Dockerfile"
+DEFAULT_JOBS = 4
 
 # key -> (python type, description) ; paths are resolved against the config file's folder.
 KEYS: dict[str, type | tuple[type, ...]] = {
@@ -76,6 +84,64 @@ class Config:
             path = self.base_dir / value
             return str(path) if key == "template" else path
         return value
+
+    def settings(self, **flags) -> Settings:
+        """Each flag given (not None, not empty) wins over this config's key, which wins over the default."""
+        unknown = set(flags) - {f.name for f in fields(Settings)}
+        if unknown:  # a new flag needs its setting (and config key) first, or it would be dropped unseen
+            raise TypeError(f"no such setting: {', '.join(sorted(unknown))}")
+        values = {}
+        for f in fields(Settings):
+            flag = flags.get(f.name)
+            value = flag if flag not in (None, ()) else self.get(_key(f.name), _default(f))
+            values[f.name] = str(value) if f.name in ("output", "template") else value
+        return Settings(**values)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting a command takes from a flag or the config, under the config's key with
+    `-` spelled `_`, and its default. Built by `Config.settings`."""
+
+    layers: list[str] = field(default_factory=list)
+    stage_dir: Path = DEFAULT_STAGE_DIR
+    lock: Path = DEFAULT_LOCK
+    arch: str | None = None  # None: the lock's arch, else DEFAULT_ARCH (fetch_options decides)
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    jobs: int = DEFAULT_JOBS
+    cache_dir: Path | None = None  # None: cache.default_cache_dir(), from the environment
+    max_layer_size: int | str | None = None  # None: Lambda's limit; parse_size'd only by the commands using it
+    link: bool = True
+    # render's
+    template: str = DEFAULT_TEMPLATE
+    base: str | None = None
+    platform: str | None = None
+    output: str = DEFAULT_OUTPUT
+    context: Path | None = None
+    rie: bool = False
+    rie_binary: str | None = None
+    copy: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    entrypoint: str | list[str] | None = None
+    cmd: str | list[str] | None = None
+    handler: str | None = None
+    app_dir: str | None = None
+    from_image: str | None = None
+    wrapper: str | None = None
+
+    def by_key(self) -> dict[str, object]:
+        """The settings keyed as the config names them ("stage-dir")."""
+        return {_key(f.name): getattr(self, f.name) for f in fields(self)}
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _default(f) -> object:
+    return f.default_factory() if f.default is MISSING else f.default
 
 
 def load_config(explicit: Path | None = None, cwd: Path | None = None) -> Config:

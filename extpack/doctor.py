@@ -13,20 +13,19 @@ import posixpath
 import secrets
 import shutil
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from pathlib import Path
 
-from extpack import nofollow
-
+from extpack import nofollow, rootfs
 from extpack.elf import ELF_MAGIC, HEADER_BYTES, elf_arch, elf_interpreter
 from extpack.manifest import Manifest, StagedLayer
-from extpack.model import EXTENSIONS_DIR, IMAGE_LIMIT, LAYER_UNZIPPED_LIMIT, MAX_EXTENSIONS, Arch, Severity, \
+from extpack.model import DEFAULT_ARCH, EXTENSIONS_DIR, IMAGE_LIMIT, LAYER_UNZIPPED_LIMIT, MAX_EXTENSIONS, Arch, Severity, \
     TreeEntry, is_extension, size_limit_text
 from extpack.rootfs import View
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 SEVERITIES = tuple(Severity)
 EXTENSIONS = f"opt/{EXTENSIONS_DIR}"  # as a finding names it
-DOCTOR_SCHEMA = "extpack.doctor/v1"
 
 
 @dataclass(frozen=True)
@@ -277,7 +276,40 @@ def _unshare(dir_fd: int, name: str, st: os.stat_result) -> None:
         os.close(source)
 
 
-def doctor_json(findings: list[Finding], target: str) -> dict:
-    return {"schema": DOCTOR_SCHEMA, "target": target,
-            "counts": {s: sum(f.severity == s for f in findings) for s in SEVERITIES},
-            "findings": [asdict(f) for f in findings]}
+
+@dataclass(frozen=True)
+class Examination:
+    target: str  # "stage DIR", "image REF" or "OCI layout DIR", as the summary names it
+    findings: list[Finding]
+    fixed: list[str]  # what --fix did, one line each
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
+
+    def failing(self, strict: bool) -> list[Finding]:
+        return [f for f in self.findings if f.severity == ERROR or (strict and f.severity == WARNING)]
+
+
+def examine(*, stage_dir: Path | None = None, image_ref: str | None = None, oci_dir: Path | None = None,
+            arch: str | None = None, apply_fixes: bool = False) -> Examination:
+    """Diagnose a local Docker image, an OCI layout or (else) the stage; with `apply_fixes`
+    fix the stage and diagnose it again. `arch` defaults to the stage's, else the image's."""
+    from extpack.manifest import read as read_manifest
+    from extpack.stage import refresh_manifest
+
+    with rootfs.temporary_workdir() as workdir:
+        manifest = None
+        if image_ref:
+            view, target = rootfs.docker_image_view(image_ref, Path(workdir)), f"image {image_ref}"
+        elif oci_dir:
+            view, target = rootfs.oci_layout_view(oci_dir, arch), f"OCI layout {oci_dir}"
+        else:
+            view, target = rootfs.StageView(stage_dir), f"stage {stage_dir}"
+            manifest = read_manifest(stage_dir)
+        arch = arch or (manifest and manifest.arch) or view.arch or DEFAULT_ARCH
+        findings = diagnose(view, arch, manifest)
+        fixed = fix(view, findings) if apply_fixes else []
+    if fixed:
+        refresh_manifest(stage_dir)
+        findings = diagnose(rootfs.StageView(stage_dir), arch, read_manifest(stage_dir))
+    return Examination(target, findings, fixed)

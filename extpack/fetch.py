@@ -23,6 +23,7 @@ from extpack import stage as staging
 from extpack.cache import Cache, sha256_file
 from extpack.download import Expected, download
 from extpack.exceptions import DownloadError, DriftError, LayerContentError, UsageError
+from extpack.config import DEFAULT_JOBS, DEFAULT_LOCK, DEFAULT_STAGE_DIR
 from extpack.lock import Lock, LockedLayer, read_lock
 from extpack.manifest import Manifest, StagedLayer
 from extpack.model import ARCH_NAMES, DEFAULT_ARCH, Arch, SourceKind
@@ -34,7 +35,6 @@ from extpack.source import Source, parse_source
 from extpack.stagelock import holding_stage
 from extpack.unpack import DEFAULT_MAX_LAYER_SIZE, LayerTree, unpack_layer
 
-DEFAULT_JOBS = 4
 INTERRUPT_GRACE = 2.0  # seconds an interrupted fetch waits for its workers to stop
 _DOCTOR_FIX_ADVICE = ", or run extpack doctor --fix"
 
@@ -54,8 +54,8 @@ class Progress:
 @dataclass
 class FetchOptions:
     sources: list[str]
-    stage_dir: Path = Path(".extpack")
-    lock_path: Path = Path("extpack.lock")
+    stage_dir: Path = DEFAULT_STAGE_DIR
+    lock_path: Path = DEFAULT_LOCK
     frozen: bool = False
     arch: str = DEFAULT_ARCH
     profile: str | None = None

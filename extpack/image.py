@@ -344,3 +344,45 @@ def build_image(
         tmp.cleanup()
         raise
     return ImageBuild(stage.arch, platform, epoch, layer, diff_id, raw_size, config, manifest, labels, tmp)
+
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What `build_to` wrote or pushed: one image, or an index of one per stage."""
+
+    digest: str
+    tag: str
+    format: str
+    output: Path | None
+    platforms: list[dict[str, str]]
+    pushed: Any = None  # registry.PushResult (not imported here: requests is slow to import)
+
+
+def build_to(stage_dirs: list[Path], *, output: Path | None, image_format: str, tag: str, push_ref: str | None,
+             insecure_registry: bool = False, source_date_epoch: int | None = None) -> ImageResult:
+    """Build the image of each stage (several make a multi-arch index) and write it to `output`
+    in `image_format`, push it to `push_ref`, or both; the temporary layers are removed."""
+    from contextlib import ExitStack
+
+    from . import oci
+    from .stage import require_unshared_unchanged
+
+    writers = {"oci": oci.write_oci_layout, "oci-archive": oci.write_oci_archive,
+               "docker-archive": oci.write_docker_archive}
+    for stage in stage_dirs:
+        require_unshared_unchanged(stage)
+    with ExitStack() as builds_open:
+        builds = [builds_open.enter_context(build_image(stage, source_date_epoch=source_date_epoch))
+                  for stage in stage_dirs]
+        image = builds if len(builds) > 1 else builds[0]
+        digest, pushed = None, None
+        if output is not None:
+            digest = writers[image_format](image, output, tag)
+        if push_ref is not None:
+            from .registry import push_image
+
+            pushed = push_image(image, push_ref, insecure=insecure_registry)
+            digest = digest or pushed.digest
+    return ImageResult(digest, tag, image_format, output, [build.platform for build in builds], pushed)
+

@@ -8,12 +8,10 @@ from pathlib import Path
 from extpack.elf import HEADER_BYTES, elf_arch
 from extpack.exceptions import ExtpackError
 from extpack.rootfs import ManifestView
-from extpack.shapes import Shapes
 from extpack import manifest as manifests
 from extpack.manifest import Manifest
+from extpack.shapes import Shapes, shapes_of
 from extpack.stage import check_stage
-
-LS_SCHEMA = "extpack.ls/v1"
 
 
 @dataclass(frozen=True)
@@ -49,15 +47,16 @@ def _cpu(view: ManifestView, path: str) -> str:
     return elf_arch(head) or "-"
 
 
-def ls_json(stage_dir: Path, manifest: Manifest, extensions: list[Extension], shapes: Shapes | None = None) -> dict:
-    return {
-        "schema": LS_SCHEMA,
-        "stage": str(stage_dir),
-        "arch": manifest.arch,
-        "layers": [{key: value for key, value in layer.to_json().items() if key != "kind"}
-                   for layer in manifest.layers],
-        "extensions": [ext.__dict__ for ext in extensions],
-        "files": len(manifest.files),
-        "total_size": manifest.total_size,
-        **({} if shapes is None else {key: value for key, value in shapes.to_json().items() if key != "extensions"}),
-    }
+
+@dataclass(frozen=True)
+class Listing:
+    stage_dir: Path
+    manifest: Manifest
+    extensions: list[Extension]
+    shapes: Shapes
+
+
+def list_stage(stage_dir: Path) -> Listing:
+    """What `ls` shows: the stage's manifest, its extensions with their CPU, its shapes."""
+    manifest, extensions = staged(stage_dir)
+    return Listing(stage_dir, manifest, extensions, shapes_of(manifest, stage_dir))

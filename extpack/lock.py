@@ -102,3 +102,16 @@ def _check_pin(source: str, arn: str | None, version: int | None, where: str) ->
                                                    "the source names")
     if arn != f"{validate.layer_arn_of(wanted)}:{version}":
         raise validate.Invalid(f"{where}.arn", f"is not version {version} of the source's layer: {validate.shown(arn)}")
+
+
+def lock_changes(old: Lock | None, new: Lock) -> list[dict]:
+    """Per source: the pinned ARN (or sha256 prefix) before and after."""
+    def pin(layer):
+        return layer.arn or f"sha256:{layer.sha256[:12]}"
+
+    before = {layer.source: pin(layer) for layer in old.layers} if old else {}
+    after = {layer.source: pin(layer) for layer in new.layers}
+    changes = [{"source": source, "from": before.get(source), "to": value}
+               for source, value in after.items() if before.get(source) != value]
+    changes += [{"source": source, "from": value, "to": None} for source, value in before.items() if source not in after]
+    return changes

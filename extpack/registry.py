@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 from urllib.parse import quote, urljoin
 
 import requests
@@ -337,8 +337,3 @@ def push(
     """Push and return the digest the tag now points at."""
     return push_image(builds, ref, insecure=insecure, auth=auth, session=session).digest
 
-
-def registry_json(result: PushResult) -> dict[str, Any]:
-    """What `extpack image --push --json` prints."""
-    return {"digest": result.digest, "reference": result.reference,
-            "uploaded": result.uploaded, "skipped": result.skipped}

@@ -14,8 +14,10 @@ import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from extpack import validate
+from extpack.config import DEFAULT_LOCK, DEFAULT_OUTPUT, DEFAULT_STAGE_DIR, DEFAULT_TEMPLATE, Settings
 from extpack import runtime_env
 from extpack.exceptions import DriftError, UsageError
 from extpack.shapes import Shapes, shapes_of
@@ -48,12 +50,12 @@ class Copy:
 
 @dataclass
 class RenderOptions:
-    stage_dir: Path = Path(".extpack")
-    lock_path: Path = Path("extpack.lock")
-    template: str = "aws-base"
+    stage_dir: Path = DEFAULT_STAGE_DIR
+    lock_path: Path = DEFAULT_LOCK
+    template: str = DEFAULT_TEMPLATE
     base: str | None = None
     platform: str | None = None
-    output: str = "Dockerfile"
+    output: str = DEFAULT_OUTPUT
     context: Path | None = None
     rie: bool = False
     rie_binary: str | None = None
@@ -115,11 +117,9 @@ def parse_command(text: str | list | None) -> list[str]:
     return shlex.split(text)
 
 
-# Render's settings in the order the regenerate command names them, with their defaults.
-_SETTING_DEFAULTS = {"stage-dir": ".extpack", "lock": "extpack.lock", "template": "aws-base", "base": None,
-                     "platform": None, "output": "Dockerfile", "context": None, "rie": False, "rie-binary": None,
-                     "copy": [], "env": [], "entrypoint": None, "cmd": None, "handler": None, "app-dir": None,
-                     "from-image": None, "wrapper": None}
+# Render's settings in the order the regenerate command names them (their defaults are Settings').
+_SETTING_KEYS = ("stage-dir", "lock", "template", "base", "platform", "output", "context", "rie", "rie-binary", "copy",
+                 "env", "entrypoint", "cmd", "handler", "app-dir", "from-image", "wrapper")
 
 
 def options_from(settings: dict) -> RenderOptions:
@@ -158,8 +158,9 @@ def regenerate_command(settings: dict) -> str:
     `render` and `render --check` produce the same bytes.
     """
     words = ["extpack", "render"]
-    for key, default in _SETTING_DEFAULTS.items():
-        value = settings.get(key)
+    defaults = Settings().by_key()
+    for key in _SETTING_KEYS:
+        value, default = settings.get(key), defaults[key]
         if value in (None, False, [], ()) or str(value) == str(default) or (key == "output" and value == "-"):
             continue
         if value is True:
@@ -412,6 +413,29 @@ def _sha256_or_none(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def render_to(options: RenderOptions, *, check: bool = False, force: bool = False,
+              warn: Callable[[str], None] = lambda line: None) -> tuple[Rendered, list[Path]]:
+    """Render, tell `warn` what the image would lose, then write to `options.output` (or, with
+    `check`, compare with it: DriftError). Returns what was rendered and the files written
+    (none for `--output -`, which is the caller's to print, or `check`)."""
+    rendered = render(options)
+    for warning in rendered.warnings:
+        warn(warning)
+    if options.output == "-":
+        return rendered, []
+    target = Path(options.output)
+    if not options.from_image:
+        problem = dockerignore_problem((options.context or target.absolute().parent), options.stage_dir)
+        if problem:
+            raise UsageError(problem)
+    if check:
+        check_drift(rendered, target)
+        return rendered, []
+    if not force:
+        refuse_hand_written(rendered, target)
+    return rendered, write(rendered, target)
 
 
 def check_drift(rendered: Rendered, output: Path) -> None:

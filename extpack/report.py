@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from extpack.exceptions import printable
-from extpack.fetch import FetchResult, Progress
-from extpack.lock import Lock
-
-FETCH_SCHEMA = "extpack.fetch/v1"
-
+from extpack.fetch import Progress
 
 def human_size(size: int) -> str:
     value = float(size)
@@ -51,61 +46,6 @@ def _fit(cell: str, width: int) -> str:
         return cell
     head = (width - 1) // 2
     return cell[:head] + "…" + cell[len(cell) - (width - 1 - head):]
-
-
-def fetch_json(result: FetchResult) -> str:
-    data = {
-        "schema": FETCH_SCHEMA,
-        "stage": str(result.stage_dir),
-        "lock": str(result.lock_path),
-        "arch": result.arch,
-        "unchanged": result.unchanged,
-        "lock_changed": result.lock_changed,
-        "files": result.files,
-        "total_size": result.total_size,
-        "layers": [
-            {
-                "index": layer.index,
-                "source": layer.locked.source,
-                "kind": layer.locked.kind,
-                "arn": layer.locked.arn,
-                "version": layer.locked.version,
-                "sha256": layer.locked.sha256,
-                "size": layer.locked.size,
-                "architectures": list(layer.locked.architectures),
-                "files": layer.files,
-                "unzipped_size": layer.unzipped_size,
-                "from_cache": layer.from_cache,
-            }
-            for layer in result.layers
-        ],
-        "overrides": [{"path": path, "layer": layer, "overrode": previous}
-                      for path, layer, previous in result.overrides],
-        "warnings": result.warnings,
-    }
-    return json.dumps(data, indent=2)
-
-
-def fetch_table(result: FetchResult) -> str:
-    rows = [
-        [str(layer.index + 1), layer.display, str(layer.locked.version or "-"),
-         ",".join(layer.locked.architectures) or "-", human_size(layer.unzipped_size), str(layer.files),
-         layer.locked.sha256[:12], "cache" if layer.from_cache else ("local" if layer.locked.kind == "zip" else "download")]
-        for layer in result.layers
-    ]
-    body = table(["#", "LAYER", "VERSION", "ARCH", "UNZIPPED", "FILES", "SHA256", "FROM"], rows)
-    state = "already up to date" if result.unchanged else "staged"
-    return (f"{body}\n{state}: {result.files} entries, {human_size(result.total_size)} in "
-            f"{result.stage_dir}/opt ({result.arch}); lock {result.lock_path}")
-
-
-def override_lines(result: FetchResult, limit: int = 20) -> list[str]:
-    names = {layer.index: layer.display for layer in result.layers}
-    lines = [f"override: /opt/{path} from layer {layer + 1} ({names.get(layer)}) replaces layer {previous + 1}'s"
-             for path, layer, previous in result.overrides[:limit]]
-    if len(result.overrides) > limit:
-        lines.append(f"override: … and {len(result.overrides) - limit} more (see manifest.json)")
-    return lines
 
 
 class TerminalProgress(Progress):
@@ -149,16 +89,3 @@ class LogProgress(Progress):
 
     def info(self, message):
         print(printable(message), file=sys.stderr)
-
-
-def lock_changes(old: Lock | None, new: Lock) -> list[dict]:
-    """Per source: the pinned ARN (or sha256 prefix) before and after."""
-    def pin(layer):
-        return layer.arn or f"sha256:{layer.sha256[:12]}"
-
-    before = {layer.source: pin(layer) for layer in old.layers} if old else {}
-    after = {layer.source: pin(layer) for layer in new.layers}
-    changes = [{"source": source, "from": before.get(source), "to": value}
-               for source, value in after.items() if before.get(source) != value]
-    changes += [{"source": source, "from": value, "to": None} for source, value in before.items() if source not in after]
-    return changes

@@ -32,13 +32,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from extpack.exceptions import NotALambdaError, UsageError
 
-SCHEMA = "extpack.smoke/v1"
 RIE_IN_AWS_BASE = "/usr/local/bin/aws-lambda-rie"  # AWS's base images (public.ecr.aws/lambda/*)
 RIE_IN_EXTPACK_IMAGE = "/usr/bin/aws-lambda-rie"  # images rendered with `extpack render --rie`
 RIE_MOUNTED = "/aws-lambda/aws-lambda-rie"  # --rie PATH from the host, as AWS's docs mount it
@@ -73,6 +72,20 @@ class SmokeOptions:
     timeout: float = 30.0
     network: str = "auto"  # auto | bridge | host
     docker_host: str | None = None
+
+    @classmethod
+    def parse(cls, image: str, *, event: bytes | None, event_name: str | None, env: list[str], rie: Path | None,
+              timeout: float, network: str, docker_host: str | None) -> SmokeOptions:
+        """From the command line's words: the event must be JSON (default {}), env NAME=VALUE."""
+        from extpack.render import parse_env
+
+        event = b"{}" if event is None else event
+        try:
+            json.loads(event)
+        except ValueError:
+            raise UsageError(f"--event {event_name}: not JSON") from None
+        return cls(image=image, event=event, env=[parse_env(item) for item in env], rie=rie, timeout=timeout,
+                   network=network, docker_host=docker_host)
 
 
 @dataclass
@@ -109,11 +122,6 @@ class SmokeReport:
         if self.function_error:
             found.append(f"function: {self.function_error}")
         return found
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data.pop("log")
-        return {"schema": SCHEMA, "ok": self.ok, **data, "log": self.log}
 
 
 @dataclass(frozen=True)
@@ -435,29 +443,3 @@ def log_tail(report: SmokeReport, lines: int = 25) -> list[str]:
 def write_progress(message: str) -> None:
     print(f"smoke: {message}", file=sys.stderr, flush=True)
 
-
-def report_text(report: SmokeReport) -> str:
-    from extpack.report import table
-
-    lines = [f"image     {report.image}", f"emulator  {report.emulator}, network {report.network}"]
-    timing = ", ".join(part for part in (_ms("init", report.init_ms), _ms("invoke", report.invoke_ms)) if part)
-    if report.function_error:
-        lines.append(f"function  FAILED: {report.function_error}" + (f" ({timing})" if timing else ""))
-    else:
-        lines.append(f"function  answered ({timing}): {report.response}")
-    lines.append("")
-    if report.extensions:
-        lines.append(table(["EXTENSION", "STATUS", "EVENTS"], [
-            [f"{EXTENSIONS_DIR}/{e.name}", e.status, ", ".join(e.events) or "-"] for e in report.extensions]))
-    else:
-        lines.append(f"no extensions in {EXTENSIONS_DIR}")
-    lines += [f"note: {note}" for note in report.notes]
-    registered = sum(e.registered for e in report.extensions)
-    verdict = "ok" if report.ok else "FAILED"
-    lines.append(f"\n{verdict}: {registered} of {len(report.extensions)} extension(s) registered; the function "
-                 + ("answered without an error" if report.answered and not report.function_error else "failed"))
-    return "\n".join(lines)
-
-
-def _ms(label: str, value: float | None) -> str:
-    return f"{label} {value:.1f} ms" if value is not None else ""
