@@ -81,6 +81,11 @@ def _count_entries(handle, size: int, name: str) -> int | None:
         entries += 1
         if entries > MAX_ENTRIES:
             raise _too_many(f"over {MAX_ENTRIES}", name)
+    if position > size:
+        # zipfile reads the declared bytes and cuts the last name short where they end; unzip
+        # reads on into the end record: two readers, two names.
+        raise LayerContentError("the zip's last central directory entry runs past the directory's declared "
+                                "end: refusing a zip that unzip and extpack could read differently", layer=name)
     return entries
 
 

@@ -18,6 +18,13 @@ from typing import Protocol
 from collections.abc import Callable, Iterable, Iterator
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests on fixed examples, so a red build is always reproducible; a
+# developer's run explores new ones (and replays failures from its database).
+settings.register_profile("extpack-ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("extpack-dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("extpack-ci" if os.environ.get("CI") else "extpack-dev"))
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent

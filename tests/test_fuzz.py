@@ -60,9 +60,6 @@ def stage_one(root: Path, zip_path: Path, *, max_size: int = 250 * 1024 * 1024) 
 
 # --------------------------------------------------------------------------- budget
 
-settings.register_profile("extpack-ci", derandomize=True, database=None, print_blob=True)
-settings.register_profile("extpack-dev", print_blob=True)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("extpack-ci" if os.environ.get("CI") else "extpack-dev"))
 
 EXAMPLES = int(os.environ.get("EXTPACK_FUZZ_EXAMPLES", "200"))
 UNPACK_EXAMPLES = int(os.environ.get("EXTPACK_FUZZ_UNPACK_EXAMPLES", str(max(1, EXAMPLES // 2))))

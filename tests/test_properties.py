@@ -49,9 +49,6 @@ from hypothesis import strategies as st
 
 # --------------------------------------------------------------------------- settings
 
-settings.register_profile("extpack-ci", derandomize=True, database=None, print_blob=True)
-settings.register_profile("extpack-dev", print_blob=True)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("extpack-ci" if os.environ.get("CI") else "extpack-dev"))
 
 EXAMPLES = int(os.environ.get("EXTPACK_PROPERTY_EXAMPLES", "35"))
 PROPERTY_SETTINGS = settings(
