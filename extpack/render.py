@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from extpack import dockerignore
 from extpack import validate
 from extpack import runtime_env
 from extpack.exceptions import DriftError, UsageError
@@ -471,50 +472,15 @@ def write(rendered: Rendered, output: Path) -> list[Path]:
 def dockerignore_problem(context_dir: Path, stage_dir: Path) -> str | None:
     """Say so when the context's .dockerignore would hide any staged file from `COPY`."""
     try:
-        lines = (context_dir / ".dockerignore").read_text().splitlines()
+        rules = dockerignore.read_rules(context_dir / ".dockerignore")
     except FileNotFoundError:
         return None
-    rules = [rule for rule in (_ignore_rule(line) for line in lines) if rule is not None]
     if not rules:
         return None
     opt = Path(os.path.relpath((stage_dir / "opt").absolute(), context_dir.absolute())).as_posix()
     manifest = read_manifest(stage_dir) or {"files": []}
     for path in [opt] + [f"{opt}/{entry['path']}" for entry in manifest["files"]]:
-        if _ignored(path, rules):
+        if dockerignore.is_ignored(path, rules):
             return (f"{context_dir / '.dockerignore'} excludes {path}, so docker build would leave it out of the "
                     f"image: add the line '!{opt}' at its end")
     return None
-
-
-def _ignore_rule(line: str):
-    """One .dockerignore line as (regex, negated), with Docker's matching rules."""
-    pattern = line.strip()
-    if not pattern or pattern.startswith("#"):
-        return None
-    negated = pattern.startswith("!")
-    pattern = os.path.normpath(pattern.lstrip("!").strip()).lstrip("/")
-    if pattern in (".", ""):
-        return None
-    regex, index = "", 0
-    while index < len(pattern):
-        char = pattern[index]
-        if pattern.startswith("**/", index):
-            regex, index = regex + "(?:.*/)?", index + 3
-            continue
-        if pattern.startswith("**", index):
-            regex, index = regex + ".*", index + 2
-            continue
-        regex += {"*": "[^/]*", "?": "[^/]"}.get(char) or (char if char in "[]-^" else re.escape(char))
-        index += 1
-    return re.compile(regex), negated
-
-
-def _ignored(path: str, rules) -> bool:
-    """Docker: a rule matching the path or one of its parents applies; the last one wins."""
-    parts = path.split("/")
-    candidates = ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
-    excluded = False
-    for regex, negated in rules:
-        if any(regex.fullmatch(candidate) for candidate in candidates):
-            excluded = not negated
-    return excluded
