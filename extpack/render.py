@@ -447,14 +447,19 @@ def refuse_hand_written(rendered: Rendered, output: Path) -> None:
     if rendered.entry_script is not None:
         targets.append((output.parent / ENTRY_SCRIPT, GENERATED_MARKS[ENTRY_SCRIPT], rendered.entry_script))
     for path, mark, text in targets:
-        try:
-            current = path.read_text(errors="replace")
-        except (FileNotFoundError, IsADirectoryError):
-            continue
-        if current != text and mark not in "\n".join(current.splitlines()[:3]):
+        if hand_written(path, mark, unless_equal_to=text):
             raise UsageError(f"{path} exists and was not written by extpack (no '{mark}' header): keep it and "
                              "render beside it with --output Dockerfile.extpack (then docker build -f "
                              "Dockerfile.extpack), or pass --force to overwrite it")
+
+
+def hand_written(path: Path, mark: str = GENERATED_MARKS["Dockerfile"], unless_equal_to: str | None = None) -> bool:
+    """Whether `path` is a file extpack did not write: no generated header in its first lines."""
+    try:
+        current = path.read_text(errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    return current != unless_equal_to and mark not in "\n".join(current.splitlines()[:3])
 
 
 def write(rendered: Rendered, output: Path) -> list[Path]:
