@@ -27,10 +27,6 @@ class ResolvedLayer:
     architectures: tuple[str, ...] = ()
     location: str | None = field(default=None, repr=False)
 
-    @property
-    def display(self) -> str:
-        return self.arn or self.source.display
-
 
 class LambdaResolver:
     """Lambda API calls in each ARN's own region, through the standard AWS chain."""
