@@ -50,7 +50,11 @@ NOT_RUN = {
                                                         "extension image, checked by tests/test_rie_e2e.py",
 }
 
-NOT_SHELL = {"json", "jinja", "make"}  # the lock's format, the Go example's template, examples/Makefile
+NOT_SHELL = {"json", "jinja"}  # the lock's format; the Go example's template, which its render example uses
+MAKEFILE_EXCERPT = "extpack.lock: extpack.toml"
+
+
+_CHECKED = (OPENING, BESIDE_YOUR_DOCKERFILE, FROM_IMAGE, MAKEFILE_EXCERPT, *SYNOPSES, *RUN_ELSEWHERE, *NOT_RUN)
 
 
 def _blocks() -> list[tuple[str, str, str]]:
@@ -67,7 +71,7 @@ def _block(first_line: str) -> str:
 def _how_checked(info: str, first: str) -> str | None:
     if info in NOT_SHELL:
         return "not a shell block"
-    for known in (OPENING, BESIDE_YOUR_DOCKERFILE, FROM_IMAGE, *SYNOPSES, *RUN_ELSEWHERE, *NOT_RUN):
+    for known in _CHECKED:
         if first.startswith(known):
             return known
     return None
@@ -78,8 +82,7 @@ def test_every_block_is_run_or_listed() -> None:
     unchecked = [first for info, first, _ in blocks if _how_checked(info, first) is None]
     assert not unchecked, f"README blocks no test runs or lists (run them in tests/test_readme.py): {unchecked}"
     firsts = [first for _, first, _ in blocks]
-    stale = [known for known in (OPENING, BESIDE_YOUR_DOCKERFILE, FROM_IMAGE, *SYNOPSES, *RUN_ELSEWHERE, *NOT_RUN)
-             if not any(first.startswith(known) for first in firsts)]
+    stale = [known for known in _CHECKED if not any(first.startswith(known) for first in firsts)]
     assert not stale, f"listed in tests/test_readme.py but no longer in the README: {stale}"
     for test_file, test_name in RUN_ELSEWHERE.values():
         assert f"def {test_name}(" in (TESTS_DIR / test_file).read_text(), f"{test_file} has no {test_name}"
@@ -93,6 +96,16 @@ def test_every_flag_of_a_synopsis_is_a_flag_of_the_command(synopsis: str, run_ex
     missing = [flag for flag in sorted(set(re.findall(r"--[a-z][a-z0-9-]*", body)))
                if not re.search(rf"(?<![\w-]){flag}\b", helped)]
     assert not missing, f"the README's `extpack {command}` synopsis names flags --help does not have: {missing}"
+
+
+def test_the_makefile_excerpt_is_what_examples_makefile_says() -> None:
+    """Every rule and command of the excerpt is in examples/Makefile (which test_workflow.py runs)."""
+    makefile = (README.parent / "examples" / "Makefile").read_text()
+    for variable, value in [("$(EXTPACK)", "extpack"), ("$(DOCKER)", "docker"), ("$(STAGE)", ".extpack")]:
+        makefile = makefile.replace(variable, value)
+    lines = {line.strip() for line in makefile.splitlines()}
+    excerpt = [part.strip() for line in _block(MAKEFILE_EXCERPT).splitlines() for part in line.split(" && ")]
+    assert [line for line in excerpt if line not in lines] == []
 
 
 def test_from_image_renders_what_the_readme_shows(run_extpack, tmp_path: Path) -> None:
