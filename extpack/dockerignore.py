@@ -4,7 +4,9 @@ Follows moby's patternmatcher (what both BuildKit and the classic builder use): 
 trimmed and cleaned like a Go path, `*` and `?` stop at `/`, `**` crosses directories,
 `[...]` is a character class, `\\` escapes the next character, a rule applies to a path or
 any of its parents, and the last matching rule wins. A pattern Go's `filepath.Match`
-rejects is a syntax error for docker build, so it is one here too.
+rejects, or moby cannot compile, is a syntax error for docker build, so it is one here too.
+Where moby's regex departs from the filepath.Match rules it documents (a `^` outside a class,
+`|{}`, `\\` before a letter, `*` inside a class), this follows the rules.
 """
 
 from __future__ import annotations
