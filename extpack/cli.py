@@ -507,8 +507,8 @@ def lock_command(ctx, sources, upgrade_all, upgrade_only, to_latest, lock_path, 
 
 
 @cli.command()
-@click.option("--makefile", is_flag=True, help="Also print a Makefile snippet for the build step.")
-@click.option("--force", is_flag=True, help="Overwrite an existing extpack.toml.")
+@click.option("--makefile", is_flag=True, help="Also print a Makefile snippet for the build step, alone on stdout.")
+@click.option("--force", is_flag=True, help="Overwrite an existing extpack.toml, or write one beside [tool.extpack].")
 @click.argument("layers", nargs=-1)
 def init(makefile, force, layers):
     """Write a commented starter extpack.toml (optionally with LAYERS filled in) and say what to do next.
