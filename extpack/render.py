@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from extpack import dockerignore
 from extpack import validate
 from extpack.config import DEFAULT_LOCK, DEFAULT_OUTPUT, DEFAULT_STAGE_DIR, DEFAULT_TEMPLATE, Settings
 from extpack import runtime_env
@@ -463,14 +464,19 @@ def refuse_hand_written(rendered: Rendered, output: Path) -> None:
     if rendered.entry_script is not None:
         targets.append((output.parent / ENTRY_SCRIPT, GENERATED_MARKS[ENTRY_SCRIPT], rendered.entry_script))
     for path, mark, text in targets:
-        try:
-            current = path.read_text(errors="replace")
-        except (FileNotFoundError, IsADirectoryError):
-            continue
-        if current != text and mark not in "\n".join(current.splitlines()[:3]):
+        if hand_written(path, mark, unless_equal_to=text):
             raise UsageError(f"{path} exists and was not written by extpack (no '{mark}' header): keep it and "
                              "render beside it with --output Dockerfile.extpack (then docker build -f "
                              "Dockerfile.extpack), or pass --force to overwrite it")
+
+
+def hand_written(path: Path, mark: str = GENERATED_MARKS["Dockerfile"], unless_equal_to: str | None = None) -> bool:
+    """Whether `path` is a file extpack did not write: no generated header in its first lines."""
+    try:
+        current = path.read_text(errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    return current != unless_equal_to and mark not in "\n".join(current.splitlines()[:3])
 
 
 def write(rendered: Rendered, output: Path) -> list[Path]:
@@ -488,50 +494,15 @@ def write(rendered: Rendered, output: Path) -> list[Path]:
 def dockerignore_problem(context_dir: Path, stage_dir: Path) -> str | None:
     """Say so when the context's .dockerignore would hide any staged file from `COPY`."""
     try:
-        lines = (context_dir / ".dockerignore").read_text().splitlines()
+        rules = dockerignore.read_rules(context_dir / ".dockerignore")
     except FileNotFoundError:
         return None
-    rules = [rule for rule in (_ignore_rule(line) for line in lines) if rule is not None]
     if not rules:
         return None
     opt = Path(os.path.relpath((stage_dir / "opt").absolute(), context_dir.absolute())).as_posix()
     manifest = manifests.read(stage_dir) or Manifest(None)
     for path in [opt] + [f"{opt}/{entry.path}" for entry in manifest.files]:
-        if _ignored(path, rules):
+        if dockerignore.is_ignored(path, rules):
             return (f"{context_dir / '.dockerignore'} excludes {path}, so docker build would leave it out of the "
                     f"image: add the line '!{opt}' at its end")
     return None
-
-
-def _ignore_rule(line: str):
-    """One .dockerignore line as (regex, negated), with Docker's matching rules."""
-    pattern = line.strip()
-    if not pattern or pattern.startswith("#"):
-        return None
-    negated = pattern.startswith("!")
-    pattern = os.path.normpath(pattern.lstrip("!").strip()).lstrip("/")
-    if pattern in (".", ""):
-        return None
-    regex, index = "", 0
-    while index < len(pattern):
-        char = pattern[index]
-        if pattern.startswith("**/", index):
-            regex, index = regex + "(?:.*/)?", index + 3
-            continue
-        if pattern.startswith("**", index):
-            regex, index = regex + ".*", index + 2
-            continue
-        regex += {"*": "[^/]*", "?": "[^/]"}.get(char) or (char if char in "[]-^" else re.escape(char))
-        index += 1
-    return re.compile(regex), negated
-
-
-def _ignored(path: str, rules) -> bool:
-    """Docker: a rule matching the path or one of its parents applies; the last one wins."""
-    parts = path.split("/")
-    candidates = ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
-    excluded = False
-    for regex, negated in rules:
-        if any(regex.fullmatch(candidate) for candidate in candidates):
-            excluded = not negated
-    return excluded

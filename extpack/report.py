@@ -51,13 +51,26 @@ def _fit(cell: str, width: int) -> str:
 class TerminalProgress(Progress):
     """A rich progress bar on stderr; only used when stderr is a terminal."""
 
+    SIZES_WIDTH, SPEED_WIDTH = 14, 10  # "123.4/250.0 MB", "123.4 MB/s"
+
     def __init__(self) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
         from rich.progress import Progress as Bar
+        from rich.table import Column
 
-        self._bar = Bar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        console=Console(file=sys.stderr), transient=True)
+        console = Console(file=sys.stderr)
+        # Every column on one line and the bar in what is left, so a line never wraps; the
+        # speed only where there is room for it.
+        self._room = max(MIN_COLUMN, min(48, console.width - 50))
+        with_speed = console.width >= 60
+        rest = console.width - self._room - self.SIZES_WIDTH - 2 - (self.SPEED_WIDTH + 1 if with_speed else 0)
+        columns = [TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+                   BarColumn(bar_width=max(1, min(40, rest - 1))),
+                   DownloadColumn(table_column=Column(no_wrap=True))]
+        if with_speed:
+            columns.append(TransferSpeedColumn(table_column=Column(no_wrap=True)))
+        self._bar = Bar(*columns, console=console, transient=True)
         self._tasks: dict[int, int] = {}
 
     def __enter__(self):
@@ -68,7 +81,7 @@ class TerminalProgress(Progress):
         self._bar.stop()
 
     def layer_started(self, index, name, total):
-        room = max(MIN_COLUMN, min(48, self._bar.console.width - 50))  # the bar and sizes take ~50 columns
+        room = self._room
         short = name if len(name) <= room else "…" + name[-(room - 1):]
         self._tasks[index] = self._bar.add_task(short, total=total)
 

@@ -1,7 +1,7 @@
 """Step 2: ask the Lambda API where a layer version lives and what it must hash to.
 
-botocore is imported here only, so commands that never call AWS start fast. It is used
-without boto3 on top: the same credential, profile, endpoint and retry chain, without
+botocore is imported on the first call, so commands that never call AWS start fast (the ECR
+login in registry_auth imports boto3 the same way). It is used without boto3 on top: the same credential, profile, endpoint and retry chain, without
 importing boto3's resource layer and s3transfer (a third of the start-up cost).
 """
 
@@ -27,10 +27,6 @@ class ResolvedLayer:
     size: int | None
     architectures: tuple[Arch, ...] = ()
     location: str | None = field(default=None, repr=False)
-
-    @property
-    def display(self) -> str:
-        return self.arn or self.source.display
 
 
 class LambdaResolver:

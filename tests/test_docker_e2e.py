@@ -351,6 +351,9 @@ DOCKERIGNORES = [
     pytest.param("modes\n.extpack/manifest.json\n", id="unrelated-and-manifest-only"),
     pytest.param(".extpack/opt/extensions\n", id="hides-the-extensions"),
     pytest.param("**/*.json\n", id="hides-config-json"),
+    pytest.param(".extpack/opt/[d-f]xtensions\n", id="class-hides-the-extensions"),
+    pytest.param(".extpack/opt/[^e]xtensions\n", id="negated-class-hides-nothing"),
+    pytest.param("dist\n[\n", id="bad-pattern"),
 ]
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import click
 
-from extpack import __version__
 from extpack.cli.lazy import LazyCommand, LazyGroup
 from extpack.exceptions import ExtpackError, printable
 
@@ -30,7 +29,7 @@ COMMANDS = {
     "image": LazyCommand("extpack.cli.image:image",
                          "Turn the stage into an OCI image holding only /opt, for COPY --from=IMAGE /opt /opt."),
     "init": LazyCommand("extpack.cli.init:init",
-                        "Write a commented starter extpack.toml (optionally with LAYERS filled in)."),
+                        "Write a commented starter extpack.toml (optionally with LAYERS filled in) and say what to do next."),
     "lock": LazyCommand("extpack.cli.lock:lock_command",
                         "Resolve the layers and write the lock without staging them (--upgrade moves pins)."),
     "ls": LazyCommand("extpack.cli.ls:ls_command",
@@ -52,11 +51,20 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from extpack import __version__  # worked out only when asked for
+
+        click.echo(f"extpack, version {__version__}")
+        ctx.exit()
+
+
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and debug logs.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Config file (default: ./extpack.toml, or [tool.extpack] in ./pyproject.toml).")
-@click.version_option(__version__, prog_name="extpack")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version and exit.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool, config_path: Path | None) -> None:
     """Bake AWS Lambda layers and extensions into container images."""
