@@ -73,6 +73,7 @@ def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False
         click.echo(f"warning: using the {len(sources)} layer(s) given on the command line instead of the "
                    f"{len(config.get('layers'))} listed in {config.path}; the lock will hold these", err=True)
     lock_path = _pick(lock_path, config, "lock", Path("extpack.lock"))
+    explicit_arch = arch is not None or config.get("arch") is not None
     if arch is None and config.get("arch") is None:  # the lock's arch sticks until --arch or the config says otherwise
         arch = getattr(read_lock(lock_path), "arch", None)
     return FetchOptions(
@@ -91,6 +92,8 @@ def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False
         base_dir=config.base_dir if not sources else Path("."),
         config_path=config.path,
         link=_pick(link, config, "link", True),
+        explicit_arch=explicit_arch,
+        region=config.get("region"),
     )
 
 
@@ -111,10 +114,14 @@ def _fetch_options(ctx, sources, *, stage_dir=None, lock_path=None, frozen=False
 @click.option("--strict", is_flag=True, help="Treat doctor's warnings about the stage as errors.")
 @click.option("--link/--no-link", default=None, help="Where reflinks are not available: hard-link cached files "
               "into the stage (default), or copy them so no stage shares an inode with another.")
+@click.option("--function", "function", metavar="NAME|ARN", help="Convert this zip function: its layers in its "
+              "order (SOURCEs after them), its architecture, runtime and handler into the lock.")
+@click.option("--qualifier", help="With --function: a version number or an alias (default $LATEST).")
+@click.option("--with-code", is_flag=True, help="With --function: also fetch its code zip into STAGE/task.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, endpoint_url, jobs, cache_dir,
-          no_cache, max_layer_size, strict, link, as_json):
+          no_cache, max_layer_size, strict, link, function, qualifier, with_code, as_json):
     """Fetch layers (ARNs, .zip paths or https:// URLs) and stage them under STAGE/opt."""
     from extpack.fetch import Fetcher
     from extpack.report import LogProgress, TerminalProgress, fetch_json, fetch_table, override_lines
@@ -123,6 +130,10 @@ def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, end
                              profile=profile, endpoint_url=endpoint_url, jobs=jobs, cache_dir=cache_dir,
                              use_cache=not no_cache, max_layer_size=max_layer_size, link=link)
     options.strict = strict
+    options.region = region or options.region
+    options.function, options.qualifier, options.with_code = function, qualifier, with_code
+    if function:  # the function names its layers; only the command line adds to them
+        options.sources = list(sources)
     progress = TerminalProgress() if sys.stderr.isatty() else LogProgress()
     with progress if isinstance(progress, TerminalProgress) else contextlib.nullcontext():
         result = Fetcher(options, progress).run()
@@ -133,6 +144,11 @@ def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, end
     for hint in result.wrappers:
         click.echo(f"hint: {printable(hint)}", err=True)
     click.echo(fetch_json(result) if as_json else fetch_table(result))
+    if result.function is not None and not as_json:
+        from extpack.migrate import migration_text
+
+        for line in migration_text(result.function, result.stage_dir):
+            click.echo(printable(line))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,7 +231,7 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
     options = rendering.options_from({
         "stage-dir": _pick(stage_dir, config, "stage-dir", Path(".extpack")),
         "lock": _pick(lock_path, config, "lock", Path("extpack.lock")),
-        "template": _pick(template, config, "template", "aws-base"),
+        "template": _pick(template, config, "template"),  # None: from the lock's function, else aws-base
         "base": _pick(base, config, "base"),
         "platform": _pick(platform, config, "platform"),
         "output": str(_pick(output, config, "output", "Dockerfile")),

@@ -47,7 +47,7 @@ class Copy:
 class RenderOptions:
     stage_dir: Path = Path(".extpack")
     lock_path: Path = Path("extpack.lock")
-    template: str = "aws-base"
+    template: str | None = None  # None: the lock's function's runtime picks it, else aws-base
     base: str | None = None
     platform: str | None = None
     output: str = "Dockerfile"
@@ -130,7 +130,8 @@ def options_from(settings: dict) -> RenderOptions:
                  "env": [f"{name}={value}" for name, value in env],
                  "entrypoint": _command_text(entrypoint), "cmd": _command_text(cmd)}
     return RenderOptions(
-        stage_dir=Path(settings["stage-dir"]), lock_path=Path(settings["lock"]), template=str(settings["template"]),
+        stage_dir=Path(settings["stage-dir"]), lock_path=Path(settings["lock"]),
+        template=None if settings["template"] is None else str(settings["template"]),
         base=settings["base"], platform=settings["platform"], output=settings["output"],
         context=Path(settings["context"]) if settings["context"] else None, rie=bool(settings["rie"]),
         rie_binary=settings["rie-binary"], copies=copies, env=env, entrypoint=entrypoint, cmd=cmd,
@@ -177,6 +178,9 @@ def render(options: RenderOptions) -> Rendered:
         _require_stage_of_lock(options.stage_dir, manifest, options.lock_path)
     manifest = manifest or {"arch": "x86_64", "layers": [], "files": [], "total_size": 0}
     context_dir = (options.context or _output_dir(options.output)).absolute()
+    from extpack.migrate import with_function_defaults
+
+    options, function_warnings = with_function_defaults(options, staged_manifest, context_dir)
     environment, template_name = _template(options.template)
     builtin = options.template in BUILTIN
     rie = options.rie or options.template == "alpine-rie" or _extends_alpine_rie(environment, template_name)
@@ -235,7 +239,7 @@ def render(options: RenderOptions) -> Rendered:
                                             staged=wrapping.staged)
     if not builtin:
         warnings += _dropped_settings(options, cmd, rie, text)
-    return Rendered(text, entry, tuple(warnings))
+    return Rendered(text, entry, tuple(function_warnings + warnings))
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,10 @@ def fetch_json(result: FetchResult) -> str:
                       for path, layer, previous in result.overrides],
         "warnings": result.warnings,
     }
+    if result.function is not None:
+        from extpack.migrate import migration_json
+
+        data["migration"] = migration_json(result.function)
     return json.dumps(data, indent=2)
 
 

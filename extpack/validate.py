@@ -25,6 +25,22 @@ LAYER_ARN_RE = re.compile(
     r"(?P<name>[A-Za-z0-9_-]{1,140})"
     r"(?::(?P<version>[1-9]\d{0,15}))?"
 )
+# A function ARN (optionally qualified), as GetFunction takes and answers it.
+FUNCTION_ARN_RE = re.compile(
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):lambda:"
+    r"(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}):"
+    r"(?P<account>\d{12}):function:"
+    r"(?P<name>[A-Za-z0-9_-]{1,64})"
+    r"(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?"
+)
+FUNCTION_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+QUALIFIER_RE = re.compile(r"\$LATEST|[A-Za-z0-9_-]{1,128}")
+FUNCTION_VERSION_RE = re.compile(r"\$LATEST|[1-9]\d{0,15}")
+RUNTIME_RE = re.compile(r"[a-z][a-z0-9]*(?:\.[a-z0-9]+)*")
+# Lambda's Handler pattern is [^\s]+ (128 at most); it becomes the image's CMD.
+HANDLER_RE = re.compile(r"[^\s\\\"']{1,128}")
+# Lambda's EnvironmentVariableName.
+ENV_NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]+")
 # C0 and C1 controls, line and paragraph separators, and the invisible format characters
 # that reorder or hide text (bidi overrides, zero-width marks, BOM): none belongs in a
 # name, an ARN or a Dockerfile value, and each can forge what a terminal shows.
@@ -98,11 +114,7 @@ def layer_arn_match(value: object, field: str) -> re.Match:
     if match is None:
         raise Invalid(field, "is not a layer ARN (arn:PARTITION:lambda:REGION:ACCOUNT:layer:NAME[:VERSION], "
                              "partition aws, aws-cn or aws-us-gov)")
-    partition, region = match["partition"], match["region"]
-    expected_prefix = PARTITION_REGION_PREFIX.get(partition)
-    in_other_partition = any(region.startswith(p) for p in PARTITION_REGION_PREFIX.values())
-    if (expected_prefix and not region.startswith(expected_prefix)) or (not expected_prefix and in_other_partition):
-        raise Invalid(field, f"names region {region}, which is not in partition {partition}")
+    _region_in_partition(match, field)
     return match
 
 
@@ -215,6 +227,12 @@ def manifest(data: object) -> dict:
         _manifest_layer(layer, f"layers[{index}]")
     for index, entry in enumerate(sequence(data.get("files", []), "files")):
         _manifest_file(entry, index)
+    if data.get("task") is not None:  # a converted function's code (fetch --function --with-code)
+        task = mapping(data["task"], "task")
+        sha256_hex(task.get("sha256"), "task.sha256")
+        count(task.get("size"), "task.size")
+        for index, entry in enumerate(sequence(task.get("files", []), "task.files")):
+            _manifest_file(entry, index, "task.files")
     return data
 
 
@@ -234,10 +252,10 @@ def _manifest_layer(layer: object, where: str) -> None:
             count(layer[key], f"{where}.{key}")
 
 
-def _manifest_file(entry: object, index: int) -> None:
+def _manifest_file(entry: object, index: int, where: str = "files") -> None:
     # A stage has thousands of entries: each field gets a cheap test first, and the
     # validator that explains the problem only when that test fails.
-    where = f"files[{index}]"
+    where = f"{where}[{index}]"
     if type(entry) is not dict:
         mapping(entry, where)
     path = entry.get("path")
@@ -264,3 +282,28 @@ def _manifest_file(entry: object, index: int) -> None:
     if overrode:
         for position, layer in enumerate(sequence(overrode, f"{where}.overrode")):
             count(layer, f"{where}.overrode[{position}]")
+
+
+def function_arn_match(value: object, field: str) -> re.Match:
+    """A function ARN, with or without a qualifier, whose region is in its partition."""
+    match = FUNCTION_ARN_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise Invalid(field, "is not a function ARN (arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER])"
+                             f": {shown(value)}")
+    _region_in_partition(match, field)
+    return match
+
+
+def _region_in_partition(match: re.Match, field: str) -> None:
+    partition, region = match["partition"], match["region"]
+    expected_prefix = PARTITION_REGION_PREFIX.get(partition)
+    in_other_partition = any(region.startswith(p) for p in PARTITION_REGION_PREFIX.values())
+    if (expected_prefix and not region.startswith(expected_prefix)) or (not expected_prefix and in_other_partition):
+        raise Invalid(field, f"names region {region}, which is not in partition {partition}")
+
+
+def matching(value: object, pattern: re.Pattern, field: str, what: str) -> str:
+    """A string that is wholly `pattern` (`what` names the shape in the message)."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise Invalid(field, f"is not {what}: {shown(value)}")
+    return value
