@@ -184,7 +184,7 @@ def stage_task(tree, root: Path) -> dict:
         if node.type == "dir":
             os.chmod(root / path, mode)
         entries.append({"path": path, "type": node.type, "mode": f"{mode:04o}", "size": node.size,
-                        "sha256": node.sha256, "target": node.target})
+                        "sha256": node.sha256, "target": node.target, "mtime": node.mtime})
     return {"unzipped_size": tree.unzipped_size, "files": entries}
 
 
@@ -228,6 +228,8 @@ def plan_function(options, lock, resolver: LambdaResolver) -> FunctionPlan | Non
     from extpack.exceptions import DriftError
 
     locked = lock.function if lock is not None else None
+    if locked is not None and options.frozen:  # a frozen fetch asks where the lock says the function is
+        options.region = validate.FUNCTION_ARN_RE.fullmatch(locked.arn)["region"]
     if options.function is None:
         if options.with_code or options.qualifier:
             raise UsageError("--with-code and --qualifier go with --function NAME|ARN")

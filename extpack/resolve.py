@@ -215,8 +215,8 @@ def aws_error(exc: Exception, layer: str, hints: dict[str, str] | None = None) -
                         layer=layer)
     if isinstance(exc, bx.BotoCoreError):
         return AwsError(f"AWS client error: {exc}", layer=layer)
-    if isinstance(exc, (ValueError, TypeError)):
-        # botocore's parser met a member of the wrong type (a Version of "one").
+    if isinstance(exc, (ValueError, TypeError, AttributeError)):
+        # botocore's parser met a member of the wrong type (a Version of "one", a list that is a string).
         return AwsError(f"the Lambda API's answer is not valid ({exc}): check --endpoint-url / "
                         "AWS_ENDPOINT_URL_LAMBDA", layer=layer)
     return exc
