@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -311,12 +312,15 @@ def test_verify_covers_the_function_code(python_function, run_extpack, tmp_path)
     assert "task: the lock pins the function's code 000000000000" in result.stdout
 
 
-def test_a_lock_without_a_function_still_reads_and_stays_as_it_was(fake_lambda, run_extpack, tmp_path):
+def test_a_lock_without_a_function_still_reads_and_stays_as_it_was(fake_lambda, python_function, run_extpack,
+                                                                   tmp_path):
     layer = fake_lambda.add_layer("demo-extension", make_layers.build("demo-extension.zip"))
     run_extpack("fetch", layer.arn, check=True)
     text = (tmp_path / "extpack.lock").read_text()
     assert "function" not in json.loads(text)
 
+    refused = run_extpack("fetch", "--frozen", "--function", "orders", "--region", "us-east-1", check=6)
+    assert "holds no function" in refused.stderr
     run_extpack("fetch", "--frozen", check=True)
     run_extpack("verify", check=True)
     assert (tmp_path / "extpack.lock").read_text() == text
@@ -400,3 +404,96 @@ def test_render_refuses_a_deprecated_runtime_naming_the_choices(fake_lambda, run
     assert f"runtime {runtime} has no supported AWS base image" in result.stderr
     assert "python3.13" in result.stderr and "provided.al2023" in result.stderr
     run_extpack("render", "--output", "-", "--template", "aws-base", "--base", "example.com/custom:1", check=True)
+
+
+# --------------------------------------------------------------------------- built and run (docker)
+# The converted images run under AWS's Runtime Interface Emulator on the tests' busybox base
+# (nothing can be pulled here): the Go function with its own bootstrap as the runtime, the
+# Python one with the test run's Python (tests/python_base.py) and a stand-in runtime client.
+
+from lambda_parts import EXTENSION_SOURCE, go_build  # noqa: E402
+from test_rie_e2e import ANSWER, EXAMPLE, PARAMETER, SESSION_TOKEN, extension_layer  # noqa: E402
+from test_wrappers_docker import PY_RUNTIME, _invoke, made, python_base, rie  # noqa: E402,F401 - fixtures
+
+GO_ENV = [f"AWS_SESSION_TOKEN={SESSION_TOKEN}", f"PARAMETER_NAME={PARAMETER}"]
+
+
+@pytest.fixture(scope="module")
+def go_parts(tmp_path_factory) -> dict[str, dict[str, bytes]]:
+    """The example Go function's bootstrap and the stand-in extension, as zips, for each CPU."""
+    out = tmp_path_factory.mktemp("go-function")
+    parts = {}
+    for arch in ("x86_64", "arm64"):
+        bootstrap = go_build(EXAMPLE, out / arch / "bootstrap", arch=arch, tags="lambda.norpc")
+        extension = go_build(EXTENSION_SOURCE, out / arch / "extension", arch=arch)
+        parts[arch] = {
+            "code": make_layers.ZipBuilder().file("bootstrap", bootstrap.read_bytes(), 0o755).getvalue(),
+            "extension": extension_layer(extension),
+        }
+    return parts
+
+
+def _go_function(fake_lambda, parts, arch: str):
+    layer = fake_lambda.add_layer(f"parameters-standin-{arch.replace('_', '-')}", parts[arch]["extension"],
+                                  architectures=[arch])
+    return fake_lambda.add_function(
+        f"go-{arch.replace('_', '-')}", parts[arch]["code"], runtime="provided.al2023", handler="bootstrap",
+        layers=[layer], architectures=[arch], environment={"PARAMETER_NAME": PARAMETER})
+
+
+@pytest.mark.docker
+def test_a_go_function_on_arm64_converts_for_arm64(fake_lambda, go_parts, run_extpack, tmp_path):
+    function = _go_function(fake_lambda, go_parts, "arm64")
+
+    run_extpack("fetch", "--function", function.function_arn, "--with-code", check=True)
+
+    assert _lock(tmp_path)["arch"] == "arm64"
+    bootstrap = (tmp_path / ".extpack/task/bootstrap").read_bytes()
+    assert bootstrap[:4] == b"\x7fELF" and int.from_bytes(bootstrap[18:20], "little") == 183  # EM_AARCH64
+    dockerfile = _render(run_extpack)
+    assert "FROM --platform=linux/arm64 public.ecr.aws/lambda/provided:al2023" in dockerfile
+    assert "COPY .extpack/task/bootstrap ${LAMBDA_RUNTIME_DIR}/bootstrap" in dockerfile
+    assert dockerfile.rstrip().endswith('CMD ["bootstrap"]')
+    # This machine cannot run arm64 code: the x86_64 twin below is built and run instead.
+
+
+@pytest.mark.docker
+def test_a_converted_go_function_answers_under_the_emulator(fake_lambda, go_parts, run_extpack, tmp_path, rie,
+                                                             docker_daemon, busybox_base, made):
+    function = _go_function(fake_lambda, go_parts, "x86_64")
+    run_extpack("fetch", "--function", function.function_arn, "--with-code", check=True)
+    shutil.copy(rie, tmp_path / "aws-lambda-rie")
+
+    run_extpack("render", "--base", busybox_base, "--rie", "--rie-binary", "aws-lambda-rie", check=True)
+
+    dockerfile = (tmp_path / "Dockerfile").read_text()
+    assert "COPY .extpack/task/ /var/task/" in dockerfile
+    assert 'ENTRYPOINT ["/extpack-entry.sh", "/var/task/bootstrap"]' in dockerfile
+    tag = "extpack-function/go:1"
+    made.append(tag)
+    docker_daemon.docker("build", "--network", "none", "-t", tag, tmp_path, timeout=600)
+    assert _invoke(docker_daemon, tag, made, *[arg for pair in GO_ENV for arg in ("-e", pair)]) == ANSWER
+
+
+@pytest.mark.docker
+def test_a_converted_python_function_is_built_and_answers(fake_lambda, go_parts, run_extpack, tmp_path, rie,
+                                                          docker_daemon, python_base, made):
+    library = fake_lambda.add_layer("python-deps", make_layers.build("python-deps.zip"))
+    extension = fake_lambda.add_layer("parameters-standin", go_parts["x86_64"]["extension"])
+    # runtime.py stands in for the runtime client AWS's Python base image has.
+    code = (make_layers.ZipBuilder().file("app.py", APP_PY, 0o644).file("runtime.py", PY_RUNTIME, 0o644)
+            .getvalue())
+    fake_lambda.add_function("py", code, runtime="python3.12", handler="app.handler", layers=[library, extension])
+    run_extpack("fetch", "--function", "py", "--region", "us-east-1", "--with-code", check=True)
+    shutil.copy(rie, tmp_path / "aws-lambda-rie")
+
+    run_extpack("render", "--base", python_base, "--rie", "--rie-binary", "aws-lambda-rie",
+                "--entrypoint", "python3 /var/task/runtime.py", check=True)
+
+    tag = "extpack-function/python:1"
+    made.append(tag)
+    docker_daemon.docker("build", "--network", "none", "-t", tag, tmp_path, timeout=600)
+    listing = docker_daemon.docker("run", "--rm", "--entrypoint", "/bin/sh", tag, "-c",
+                                   "ls /var/task /opt/extensions /opt/python").stdout.split()
+    assert {"app.py", "runtime.py", "parameters-secrets-standin", "extpack_demo_dep"} <= set(listing)
+    assert _invoke(docker_daemon, tag, made, "-e", f"AWS_SESSION_TOKEN={SESSION_TOKEN}") == "1.0.0"
