@@ -132,8 +132,26 @@ _OVERSIZE_EXTRA = 8 * 1024 * 1024
 # --------------------------------------------------------------------------- records
 
 
+class _Served:
+    """Bytes served at a presigned URL (a layer zip, a function's code) and how the API hashes them."""
+
+    data: bytes
+
+    @property
+    def sha256_hex(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def sha256_b64(self) -> str:
+        return base64.b64encode(hashlib.sha256(self.data).digest()).decode("ascii")
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
 @dataclass
-class LayerVersion:
+class LayerVersion(_Served):
     """One published layer version.  Mutable on purpose: a test may change what is
     advertised (``advertised_sha256`` / ``advertised_size``) or served (``data``)."""
 
@@ -166,17 +184,6 @@ class LayerVersion:
         """The layer *version* ARN."""
         return f"{self.layer_arn}:{self.version}"
 
-    @property
-    def sha256_hex(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @property
-    def sha256_b64(self) -> str:
-        return base64.b64encode(hashlib.sha256(self.data).digest()).decode("ascii")
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
 
     @property
     def code_sha256(self) -> str:
@@ -194,7 +201,7 @@ class LayerVersion:
 
 
 @dataclass
-class FunctionVersion:
+class FunctionVersion(_Served):
     """One version of a function ("$LATEST" or a published number), as GetFunction reports it.
 
     Mutable like LayerVersion: ``answer`` replaces (or, with OMIT, removes) members of the
@@ -228,18 +235,6 @@ class FunctionVersion:
     @property
     def arn(self) -> str:
         return f"{self.layer_arn}:{self.version}"
-
-    @property
-    def sha256_hex(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @property
-    def sha256_b64(self) -> str:
-        return base64.b64encode(hashlib.sha256(self.data).digest()).decode("ascii")
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
 
 
 @dataclass(frozen=True)
