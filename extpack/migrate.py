@@ -66,12 +66,23 @@ def iac_changes(function: LockedFunction) -> list[str]:
     return changes
 
 
+def to_set(function: LockedFunction) -> list[str]:
+    """The variables the image function needs set: all but the exec wrapper, which the image keeps."""
+    kept = "AWS_LAMBDA_EXEC_WRAPPER" if _kept_wrapper(function) else None
+    return [name for name in function.environment if name != kept]
+
+
+def _kept_wrapper(function: LockedFunction) -> bool:
+    """render keeps a wrapper that is a staged script under /opt (see with_function_defaults)."""
+    return function.wrapper is not None and function.wrapper.startswith("/opt/")
+
+
 def migration_json(function: LockedFunction) -> dict:
     plan = _plan_or_none(function.runtime)
     return {
         "function": function.to_json(),
         "image": None if plan is None else {"template": plan.template, "base": plan.base, "cmd": [function.handler]},
-        "environment": list(function.environment),
+        "environment": to_set(function),
         "infrastructure": iac_changes(function),
     }
 
@@ -87,9 +98,12 @@ def migration_text(function: LockedFunction, stage_dir) -> list[str]:
                      f"[\"{function.handler}\"]")
     else:
         lines.append(f"image: {function.runtime} has no supported AWS base image: render needs --template and --base")
-    if function.environment:
+    names = to_set(function)
+    if names:
         lines.append("set these environment variables on the image function (values were not copied): "
-                     + ", ".join(function.environment))
+                     + ", ".join(names))
+    if _kept_wrapper(function):
+        lines.append(f"AWS_LAMBDA_EXEC_WRAPPER={function.wrapper} is kept in the image (extpack render --wrapper)")
     lines.append("in your infrastructure code: " + "; ".join(iac_changes(function)))
     return lines
 
@@ -145,7 +159,7 @@ def with_function_defaults(options, manifest: dict | None, context_dir):
                         "--with-code): the image will hold its layers only, unless --copy or --app-dir adds it")
     wrapper = options.wrapper
     if wrapper is None and function.wrapper is not None:
-        if function.wrapper.startswith("/opt/"):
+        if _kept_wrapper(function):
             wrapper = function.wrapper
         else:
             warnings.append(f"the function's {runtime_env.WRAPPER_VARIABLE} is {function.wrapper}, not a staged "

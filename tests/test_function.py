@@ -387,7 +387,9 @@ def test_render_keeps_the_functions_exec_wrapper(fake_lambda, run_extpack):
     layer = fake_lambda.add_layer("otel", wrapper)
     fake_lambda.add_function("traced", python_code(), layers=[layer],
                              environment={"AWS_LAMBDA_EXEC_WRAPPER": "/opt/otel-instrument"})
-    run_extpack("fetch", "--function", "traced", "--region", "us-east-1", "--with-code", check=True)
+    fetched = run_extpack("fetch", "--function", "traced", "--region", "us-east-1", "--with-code", check=True)
+    assert "AWS_LAMBDA_EXEC_WRAPPER=/opt/otel-instrument is kept in the image" in fetched.stdout
+    assert "set these environment variables" not in fetched.stdout  # the wrapper was the only one
 
     dockerfile = _render(run_extpack)
 
