@@ -326,6 +326,30 @@ def test_a_lock_without_a_function_still_reads_and_stays_as_it_was(fake_lambda, 
     assert (tmp_path / "extpack.lock").read_text() == text
 
 
+def test_lock_command_keeps_the_function_record_while_its_layers_lead(fake_lambda, python_function, run_extpack,
+                                                                       tmp_path):
+    run_extpack("fetch", "--function", "orders", "--region", "us-east-1", check=True)
+    record = _lock(tmp_path)["function"]
+
+    run_extpack("lock", *python_function.layers, check=True)
+    assert _lock(tmp_path)["function"] == record
+    other = fake_lambda.add_layer("override-a", make_layers.build("override-a.zip"))
+    run_extpack("lock", other.arn, check=True)
+    assert "function" not in _lock(tmp_path)
+
+
+@pytest.mark.parametrize("path", ["../escape.py", "/etc/passwd", "a//b"])
+def test_a_hand_edited_task_manifest_is_refused(python_function, run_extpack, tmp_path, path):
+    run_extpack("fetch", "--function", "orders", "--region", "us-east-1", "--with-code", check=True)
+    manifest_path = tmp_path / ".extpack" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["task"]["files"][0]["path"] = path
+    manifest_path.write_text(json.dumps(manifest))
+
+    result = run_extpack("verify", check=2)
+    assert "task.files[0].path" in result.stderr
+
+
 @pytest.mark.parametrize(("field", "value"), [
     ("handler", "app.handler\nRUN evil"), ("runtime", "python 3"), ("environment", ["OK_NAME", "bad-name"]),
     ("layers", ["arn:aws:lambda:us-east-1:123456789012:layer:x"]), ("code_sha256", "../../etc"),
