@@ -11,11 +11,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extpack import validate
 from extpack.exceptions import AwsError, UsageError
-from extpack.lock import LockedFunction
+from extpack.lock import Lock, LockedFunction
 from extpack.resolve import LambdaResolver
+
+if TYPE_CHECKING:
+    from extpack.fetch import FetchOptions
+    from extpack.unpack import LayerTree
 
 TASK_DIR = "task"
 WRAPPER_VARIABLE = "AWS_LAMBDA_EXEC_WRAPPER"
@@ -174,7 +179,7 @@ def record_differences(locked: LockedFunction, answered: LockedFunction) -> list
             for name in fields if getattr(locked, name) != getattr(answered, name)]
 
 
-def stage_task(tree, root: Path) -> dict:
+def stage_task(tree: LayerTree, root: Path) -> dict:
     """Give the unpacked code's directories their modes (the unpacker keeps them private) and
     describe it for the manifest."""
     os.chmod(root, 0o755)
@@ -222,7 +227,7 @@ class FunctionPlan:
         return read_function(resolver, self.ref).location
 
 
-def plan_function(options, lock, resolver: LambdaResolver) -> FunctionPlan | None:
+def plan_function(options: FetchOptions, lock: Lock | None, resolver: LambdaResolver) -> FunctionPlan | None:
     """The function of this fetch: `--function` (read now, or from the lock with --frozen), or the
     lock's own for a plain `fetch --frozen`. Sets `options.arch` to the function's."""
     from extpack.exceptions import DriftError
@@ -257,7 +262,7 @@ def plan_function(options, lock, resolver: LambdaResolver) -> FunctionPlan | Non
     return FunctionPlan(ref, record, options.with_code, answer.location)
 
 
-def _agree_on_arch(options, record: LockedFunction, ref: FunctionRef) -> None:
+def _agree_on_arch(options: FetchOptions, record: LockedFunction, ref: FunctionRef) -> None:
     if options.explicit_arch and options.arch != record.architecture:
         raise UsageError(f"the function runs on {record.architecture}, but --arch (or arch in the config) says "
                          f"{options.arch}: leave --arch out, or convert a function built for {options.arch}",

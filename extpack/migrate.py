@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from extpack.exceptions import UsageError
 from extpack.lock import LockedFunction
+
+if TYPE_CHECKING:
+    from extpack.render import RenderOptions
 
 ECR = "public.ecr.aws/lambda"
 # Runtimes AWS still publishes a base image for and has not deprecated (Lambda's runtime
@@ -91,8 +95,9 @@ def migration_text(function: LockedFunction, stage_dir) -> list[str]:
     """The report's lines, for stdout after the fetch table."""
     plan = _plan_or_none(function.runtime)
     code = f", code -> {stage_dir}/task" if function.code_sha256 else " (code not fetched: add --with-code)"
-    lines = [f"converted function {function.arn} (version {function.version}): {function.runtime}, handler "
-             f"{function.handler}, {function.architecture}, {len(function.layers)} layer(s) -> {stage_dir}/opt{code}"]
+    lines = [(f"converted function {function.arn} (version {function.version}): {function.runtime}, handler "
+              f"{function.handler}, {function.architecture}, {len(function.layers)} layer(s) -> {stage_dir}/opt"
+              f"{code}")]
     if plan is not None:
         lines.append(f"image: extpack render uses the {plan.template} template on {plan.base}, CMD "
                      f"[\"{function.handler}\"]")
@@ -118,11 +123,11 @@ def _plan_or_none(runtime: str) -> ImagePlan | None:
 TASK_ROOT, RUNTIME_DIR = "/var/task", "/var/runtime"  # what Lambda sets LAMBDA_TASK_ROOT / _RUNTIME_DIR to
 
 
-def with_function_defaults(options, manifest: dict | None, context_dir):
+def with_function_defaults(options: RenderOptions, task: str | None) -> tuple[RenderOptions, list[str]]:
     """RenderOptions with what the lock's function says filled in where no flag or config did:
-    template and base from the runtime, CMD from the handler, the staged code copied to the task
-    root (and a custom runtime's bootstrap to the runtime dir), and its exec wrapper. Returns the
-    options and warnings."""
+    template and base from the runtime, CMD from the handler, the staged code (`task`, relative to
+    the build context; None when not staged) copied to the task root (and a custom runtime's
+    bootstrap to the runtime dir), and its exec wrapper. Returns the options and warnings."""
     from dataclasses import replace
 
     from extpack import render as rendering
@@ -145,8 +150,7 @@ def with_function_defaults(options, manifest: dict | None, context_dir):
                                           else rendering.DEFAULT_BASE), options.rie or template == "alpine-rie")
     custom = function.runtime.startswith("provided")
     warnings, copies, entrypoint = [], [], options.entrypoint
-    if (manifest or {}).get("task") is not None:
-        task = rendering._relative(options.stage_dir / "task", context_dir)
+    if task is not None:
         # A base that is not AWS's sets no LAMBDA_TASK_ROOT: use the path Lambda gives it.
         copies.append(rendering.Copy(f"{task}/", f"{TASK_ROOT}/" if kind is runtime_env.BaseKind.OTHER
                                      else "${LAMBDA_TASK_ROOT}/"))

@@ -180,7 +180,9 @@ def render(options: RenderOptions) -> Rendered:
     context_dir = (options.context or _output_dir(options.output)).absolute()
     from extpack.migrate import with_function_defaults
 
-    options, function_warnings = with_function_defaults(options, staged_manifest, context_dir)
+    # A converted function's code, staged by fetch --function --with-code, as the context names it.
+    task_dir = _relative(options.stage_dir / "task", context_dir) if (staged_manifest or {}).get("task") else None
+    options, function_warnings = with_function_defaults(options, task_dir)
     environment, template_name = _template(options.template)
     builtin = options.template in BUILTIN
     rie = options.rie or options.template == "alpine-rie" or _extends_alpine_rie(environment, template_name)

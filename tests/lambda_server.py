@@ -49,8 +49,8 @@ __all__ = [
     "API_OPERATIONS",
     "DOWNLOAD_FAULTS",
     "FakeLambda",
-    "Injection",
     "FunctionVersion",
+    "Injection",
     "LayerVersion",
     "RequestRecord",
 ]

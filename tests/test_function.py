@@ -14,7 +14,11 @@ from pathlib import Path
 
 import make_layers
 import pytest
+from lambda_parts import EXTENSION_SOURCE, go_build
 from lambda_server import OMIT, FakeLambda
+from test_rie_e2e import ANSWER, EXAMPLE, PARAMETER, SESSION_TOKEN, extension_layer
+from test_wrappers_docker import PY_RUNTIME, _invoke
+from test_wrappers_docker import made, python_base, rie  # noqa: F401 - the fixtures: containers, the Python base
 
 SECRET_VALUE = "s3cr3t-db-password-value"
 APP_PY = b"import extpack_demo_dep\n\ndef handler(event, context):\n    return extpack_demo_dep.__version__\n"
@@ -436,10 +440,6 @@ def test_render_refuses_a_deprecated_runtime_naming_the_choices(fake_lambda, run
 # The converted images run under AWS's Runtime Interface Emulator on the tests' busybox base
 # (nothing can be pulled here): the Go function with its own bootstrap as the runtime, the
 # Python one with the test run's Python (tests/python_base.py) and a stand-in runtime client.
-
-from lambda_parts import EXTENSION_SOURCE, go_build  # noqa: E402
-from test_rie_e2e import ANSWER, EXAMPLE, PARAMETER, SESSION_TOKEN, extension_layer  # noqa: E402
-from test_wrappers_docker import PY_RUNTIME, _invoke, made, python_base, rie  # noqa: E402,F401 - fixtures
 
 GO_ENV = [f"AWS_SESSION_TOKEN={SESSION_TOKEN}", f"PARAMETER_NAME={PARAMETER}"]
 
