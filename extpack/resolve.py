@@ -117,7 +117,7 @@ class LambdaResolver:
 
     def call(self, region: str | None, operation: str, *, subject: str, hints: dict[str, str] | None = None,
              **kwargs):
-        """One Lambda API call in `region` (None: the profile's or AWS_REGION's), its errors as
+        """One Lambda API call in `region` (None: the profile's or AWS_DEFAULT_REGION's), its errors as
         extpack's, worded with `hints` (by error code) where given."""
         try:
             return getattr(self._client(region), operation)(**kwargs)
@@ -186,7 +186,7 @@ def aws_error(exc: Exception, layer: str, hints: dict[str, str] | None = None) -
         return exc
     if isinstance(exc, bx.NoRegionError):
         return UsageError("no AWS region to call the Lambda API in: give --region (or region in extpack.toml, "
-                          "or AWS_REGION), or name it by its ARN", layer=layer)
+                          "or AWS_DEFAULT_REGION), or name it by its ARN", layer=layer)
     if isinstance(exc, bx.ProfileNotFound):
         return UsageError(f"AWS profile {exc.kwargs.get('profile')!r} not found: check --profile / AWS_PROFILE",
                           layer=layer)

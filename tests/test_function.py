@@ -113,6 +113,18 @@ def test_with_code_is_verified_and_unpacked_into_task(fake_lambda, python_functi
     fake_lambda.assert_no_leaks(tmp_path / ".extpack", tmp_path / "extpack.lock")
 
 
+def test_a_function_without_layers_and_without_a_cache(fake_lambda, run_extpack, tmp_path, aws_env):
+    fake_lambda.add_function("bare", python_code())
+    env = {**aws_env, "AWS_DEFAULT_REGION": "us-east-1"}  # the profile's region, when no flag gives one
+
+    run_extpack("fetch", "--function", "bare", "--with-code", "--no-cache", env=env, check=True)
+
+    assert (tmp_path / ".extpack/task/app.py").read_bytes() == APP_PY
+    assert _lock(tmp_path)["layers"] == [] and not (tmp_path / "cache").exists()
+    assert fake_lambda.calls("GetFunction")[0].region == "us-east-1"
+    run_extpack("verify", env=env, check=True)
+
+
 def test_code_that_does_not_match_code_sha256_is_refused(fake_lambda, python_function, run_extpack, tmp_path):
     run_extpack("fetch", "--function", "orders", "--region", "us-east-1", check=True)
     before = (tmp_path / "extpack.lock").read_text()
