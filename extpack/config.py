@@ -94,7 +94,7 @@ class Config:
         for f in fields(Settings):
             flag = flags.get(f.name)
             value = flag if flag not in (None, ()) else self.get(_key(f.name), _default(f))
-            values[f.name] = str(value) if f.name in ("output", "template") else value
+            values[f.name] = str(value) if f.name in ("output", "template") and value is not None else value
         return Settings(**values)
 
 
@@ -115,7 +115,7 @@ class Settings:
     max_layer_size: int | str | None = None  # None: Lambda's limit; parse_size'd only by the commands using it
     link: bool = True
     # render's
-    template: str = DEFAULT_TEMPLATE
+    template: str | None = None  # None: the lock's function's runtime picks it, else DEFAULT_TEMPLATE
     base: str | None = None
     platform: str | None = None
     output: str = DEFAULT_OUTPUT

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from extpack import manifest as manifests
@@ -24,8 +24,8 @@ from extpack.cache import Cache, sha256_file
 from extpack.download import Expected, download
 from extpack.exceptions import DownloadError, DriftError, LayerContentError, UsageError
 from extpack.config import DEFAULT_JOBS, DEFAULT_LOCK, DEFAULT_STAGE_DIR
-from extpack.lock import Lock, LockedLayer, read_lock
-from extpack.manifest import Manifest, StagedLayer
+from extpack.lock import Lock, LockedFunction, LockedLayer, read_lock
+from extpack.manifest import Manifest, StagedLayer, StagedTask
 from extpack.model import ARCH_NAMES, DEFAULT_ARCH, Arch, SourceKind
 from extpack.overlay import StageTree
 from extpack.resolve import LambdaResolver
@@ -68,6 +68,12 @@ class FetchOptions:
     strict: bool = False  # doctor's warnings stop the fetch too
     link: bool = True  # hard-link cached files into the stage when reflinks are not available
     config_path: Path | None = None  # the project config: never inside the stage it replaces
+    # fetch --function: a zip function's layers (then `sources`), and with `with_code` its code
+    function: str | None = None
+    qualifier: str | None = None
+    with_code: bool = False
+    region: str | None = None  # for a function named without its ARN
+    explicit_arch: bool = False  # --arch (or the config's arch) was given: a function must agree
 
 
 @dataclass
@@ -93,6 +99,7 @@ class FetchResult:
     unchanged: bool = False
     lock_changed: bool = False
     wrappers: list[str] = field(default_factory=list)  # hints: staged wrapper scripts to point the env at
+    function: LockedFunction | None = None  # the zip function converted (fetch --function)
 
 
 @dataclass
@@ -130,6 +137,7 @@ class Fetcher:
         self._unpack_workers = 1
         self._temps: set[Path] = set()  # downloads in progress, removed by the main thread on interrupt
         self._temps_lock = threading.Lock()
+        self._function = None  # a FunctionPlan, for fetch --function (or a lock that has one)
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -141,10 +149,16 @@ class Fetcher:
     def _run(self) -> FetchResult:
         options = self.options
         lock = read_lock(options.lock_path)
-        if not options.sources and options.frozen and lock is not None:  # the lock alone is enough for CI
+        from extpack.function import plan_function
+
+        # The function's layers come first, in its order; the command line's after them.
+        self._function = plan_function(options, lock, self.resolver)
+        if self._function is not None and not (options.frozen and not options.function):
+            options.sources = list(self._function.record.layers) + list(options.sources)
+        elif not options.sources and options.frozen and lock is not None:  # the lock alone is enough for CI
             options.sources = [layer.source for layer in lock.layers]
         sources = [parse_source(text, base_dir=options.base_dir) for text in options.sources]
-        if not sources:
+        if not sources and self._function is None:
             raise UsageError("no layers to fetch: give layer ARNs, .zip paths or URLs, or list them under "
                              "'layers' in extpack.toml")
         staging.refuse_symlinked_stage(options.stage_dir)
@@ -203,7 +217,11 @@ class Fetcher:
                 pin = None
             entries.append(pin if pin is not None and source.kind != "zip" else
                            self._lock_entry(index, source, latest=latest))
-        new = Lock(self.options.arch, tuple(entries))
+        # `extpack lock` knows no function: a function record stays while its layers still lead.
+        function = old.function if old is not None else None
+        kept = function if function is not None and \
+            [e.source for e in entries[:len(function.layers)]] == list(function.layers) else None
+        new = Lock(self.options.arch, tuple(entries), kept)
         if new != old:
             write_atomically(self.options.lock_path, new.to_text())
         else:  # up to date: say so to make, which compares it with extpack.toml
@@ -262,12 +280,16 @@ class Fetcher:
             return None
         if staging.stage_differences(self.options.stage_dir, manifest, limit=1):
             return None
+        task = manifest.task
+        if (task.sha256 if task else None) != self._code_sha256() or (
+                task and staging.stage_differences(self.options.stage_dir, task, limit=1, subdir=staging.TASK_DIR)):
+            return None
         if not self.options.link and _shares_inodes(self.options.stage_dir / "opt"):
             return None  # link = false asks for a stage of its own: copy the files this time
         warnings = self._doctor(StageView(self.options.stage_dir), manifest)  # --strict holds here too
         # Make sees the stage as fresh again (Makefiles depend on manifest.json, not on opt/).
         os.utime(self.options.stage_dir / manifests.NAME)
-        new_lock = Lock(self.options.arch, tuple(pins))
+        new_lock = self._new_lock(pins)
         lock_changed = lock != new_lock
         if lock_changed:
             from extpack.atomic import write_atomically
@@ -279,7 +301,15 @@ class Fetcher:
                            warnings=warnings,
                            files=len(manifest.files), total_size=manifest.total_size, unchanged=True,
                            lock_changed=lock_changed,
-                           wrappers=wrapper_hints(shapes_of(manifest, self.options.stage_dir)))
+                           wrappers=wrapper_hints(shapes_of(manifest, self.options.stage_dir)),
+                           function=self._function.record if self._function else None)
+
+    def _new_lock(self, layers) -> Lock:
+        return Lock(self.options.arch, tuple(layers), self._function.record if self._function else None)
+
+    def _code_sha256(self) -> str | None:
+        """The function code the stage must hold under task/ (None: no code)."""
+        return self._function.record.code_sha256 if self._function and self._function.with_code else None
 
     # -- building ---------------------------------------------------------------------------
 
@@ -293,8 +323,9 @@ class Fetcher:
         self._link_from_cache = self._share is not None
         # Layers unpack side by side, each on its share of the cores: more threads than cores
         # only fight over the GIL (four layers on two cores: one thread each is ~20% faster).
-        self._unpack_workers = max(1, (os.cpu_count() or 1) // min(options.jobs, len(sources)))
-        executor = ThreadPoolExecutor(max_workers=min(options.jobs, len(sources)), thread_name_prefix="extpack",
+        workers = max(1, min(options.jobs, len(sources)))  # a function may have no layers
+        self._unpack_workers = max(1, (os.cpu_count() or 1) // workers)
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extpack",
                                       initializer=_leave_signals_to_the_main_thread)
         obtained: list[_Obtained] = []
         futures: list[Future] = []
@@ -322,11 +353,14 @@ class Fetcher:
             tree.finish()
             manifest = staging.manifest_of(tree, Arch(options.arch), records, options.max_layer_size)
             result.warnings = self._doctor(TreeView(build_dir, tree.nodes), manifest)
+            if self._code_sha256():
+                manifest = replace(manifest, task=self._stage_code(build_dir, len(sources)))
+            result.function = self._function.record if self._function else None
             for scratch in (self._scratch, self._unpacked):
                 if scratch.exists():
                     staging.discard(scratch)
             manifests.write(build_dir, manifest)
-            new_lock = Lock(options.arch, tuple(item.locked for item in obtained))
+            new_lock = self._new_lock(item.locked for item in obtained)
             result.lock_changed = new_lock != lock
             # An unchanged lock is left alone, so Makefiles that depend on it stay satisfied.
             replaced = options.stage_dir.exists()
@@ -381,6 +415,27 @@ class Fetcher:
         if item.temporary:
             os.unlink(item.blob)
         return _Prepared(item, tree, False)
+
+    def _stage_code(self, build_dir: Path, index: int) -> StagedTask:
+        """The function's code zip: from the cache or Code.Location, verified against CodeSha256 and
+        CodeSize, unpacked with the layers' safe unpacker into <stage>/task."""
+        from extpack.function import stage_task
+
+        plan = self._function
+        record = plan.record
+        blob = self._cached_blob(LockedLayer(plan.display, "url", record.code_sha256, record.code_size)) \
+            if self.cache is not None else None
+        temporary = False
+        if blob is None:
+            expected = Expected(record.code_sha256, record.code_size, _zip_size_bound(self.options.max_layer_size))
+            blob, _, temporary = self._fetch_to_blob(index, plan.code_location(self.resolver), expected,
+                                                     display=plan.display,
+                                                     refresh=lambda: plan.fresh_location(self.resolver))
+        tree = unpack_layer(blob, build_dir / staging.TASK_DIR, name=plan.display, max_size=self.options.max_layer_size,
+                            workers=self._unpack_workers, cancelled=self._cancelled)
+        if temporary:
+            os.unlink(blob)
+        return stage_task(tree, build_dir / staging.TASK_DIR, record.code_sha256, record.code_size)
 
     def _track(self, temp: Path, display: str) -> Path:
         """Register a temporary file or tree for the sweep; refused once the fetch is cancelled

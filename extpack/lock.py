@@ -30,15 +30,40 @@ class LockedLayer:
 
 
 @dataclass(frozen=True)
+class LockedFunction:
+    """The zip function a stage was converted from (`fetch --function`): its configuration as
+    GetFunction reported it. Environment variables by name only: their values are often secrets."""
+
+    source: str  # the name or ARN as the user gave it
+    qualifier: str | None
+    arn: str  # FunctionArn as answered (qualified when a qualifier was asked for)
+    version: str  # "$LATEST" or the published version the qualifier resolved to
+    runtime: str
+    handler: str
+    architecture: str
+    layers: tuple[str, ...]  # the function's own layer version ARNs, in its order
+    environment: tuple[str, ...]  # variable names, sorted
+    wrapper: str | None = None  # AWS_LAMBDA_EXEC_WRAPPER: configuration, not a secret
+    code_sha256: str | None = None  # hex; set when the code was fetched (--with-code)
+    code_size: int | None = None
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "layers": list(self.layers), "environment": list(self.environment)}
+
+
+@dataclass(frozen=True)
 class Lock:
     arch: Arch
     layers: tuple[LockedLayer, ...]
+    function: LockedFunction | None = None
 
     def find(self, source: str) -> LockedLayer | None:
         return next((layer for layer in self.layers if layer.source == source), None)
 
     def to_text(self) -> str:
         data = {"schema": LOCK_SCHEMA, "arch": self.arch, "layers": [layer.to_json() for layer in self.layers]}
+        if self.function is not None:  # a lock without one stays byte for byte what it was
+            data["function"] = self.function.to_json()
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
@@ -69,7 +94,43 @@ def _lock_from_json(data: object) -> Lock:
         raise validate.Invalid("schema", f"is {validate.shown(data.get('schema'))}, not {LOCK_SCHEMA!r}")
     arch = Arch.of_field(data.get("arch"), "arch")
     items = validate.sequence(data.get("layers"), "layers")
-    return Lock(arch=arch, layers=tuple(_locked_layer(item, f"layers[{i}]") for i, item in enumerate(items)))
+    function = None if data.get("function") is None else locked_function(data["function"], "function")
+    return Lock(arch=arch, layers=tuple(_locked_layer(item, f"layers[{i}]") for i, item in enumerate(items)),
+                function=function)
+
+
+def locked_function(item: object, where: str) -> LockedFunction:
+    """A `function` record, every field checked as GetFunction's answer is."""
+    validate.mapping(item, where)
+    source = validate.text(item.get("source"), f"{where}.source")
+    if source.startswith("arn:"):
+        validate.function_arn_match(source, f"{where}.source")
+    else:
+        validate.matching(source, validate.FUNCTION_NAME_RE, f"{where}.source", "a function name")
+    qualifier = item.get("qualifier")
+    if qualifier is not None:
+        validate.matching(qualifier, validate.QUALIFIER_RE, f"{where}.qualifier", "a version or alias")
+    code_sha256 = validate.optional_sha256_hex(item.get("code_sha256"), f"{where}.code_sha256")
+    code_size = item.get("code_size")
+    return LockedFunction(
+        source=source,
+        qualifier=qualifier,
+        arn=validate.function_arn_match(item.get("arn"), f"{where}.arn")[0],
+        version=validate.matching(item.get("version"), validate.FUNCTION_VERSION_RE, f"{where}.version",
+                                  "$LATEST or a version number"),
+        runtime=validate.matching(item.get("runtime"), validate.RUNTIME_RE, f"{where}.runtime", "a runtime"),
+        handler=validate.matching(item.get("handler"), validate.HANDLER_RE, f"{where}.handler", "a handler"),
+        architecture=Arch.of_field(item.get("architecture"), f"{where}.architecture"),
+        layers=tuple(validate.layer_version_arn(arn, f"{where}.layers[{i}]")
+                     for i, arn in enumerate(validate.sequence(item.get("layers"), f"{where}.layers"))),
+        environment=tuple(validate.matching(name, validate.ENV_NAME_RE, f"{where}.environment[{i}]",
+                                            "an environment variable name")
+                          for i, name in enumerate(validate.sequence(item.get("environment"),
+                                                                     f"{where}.environment"))),
+        wrapper=validate.optional_text(item.get("wrapper"), f"{where}.wrapper"),
+        code_sha256=code_sha256,
+        code_size=None if code_size is None else validate.count(code_size, f"{where}.code_size"),
+    )
 
 
 def _locked_layer(item: object, where: str) -> LockedLayer:

@@ -22,6 +22,7 @@ from extpack.shapes import Shapes
 SCHEMA = "extpack.manifest/v1"
 NAME = "manifest.json"
 SHAPES_KEY = "shapes"  # optional: manifests written before shapes were recorded lack it
+TASK_KEY = "task"  # only in the stage of a converted function fetched with its code
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,20 @@ class StagedFile(TreeEntry):
 
 
 @dataclass(frozen=True)
+class StagedTask:
+    """A converted zip function's own code, unpacked under <stage>/task (fetch --function --with-code)."""
+
+    sha256: str  # the code zip's, as the lock's function record holds it
+    size: int
+    unzipped_size: int
+    files: tuple[StagedFile, ...]  # paths relative to task/ (their `layer` is unused)
+
+    def to_json(self) -> dict:
+        return {"sha256": self.sha256, "size": self.size, "unzipped_size": self.unzipped_size,
+                "files": [f.to_json() for f in self.files]}
+
+
+@dataclass(frozen=True)
 class Manifest:
     arch: Arch | None
     layers: tuple[StagedLayer, ...] = ()
@@ -82,6 +97,7 @@ class Manifest:
     total_size: int = 0
     max_layer_size: int | None = None
     shapes: Shapes | None = None  # None: not recorded (or damaged): detect from the stage
+    task: StagedTask | None = None
 
     @classmethod
     def of(cls, arch: Arch, layers: tuple[StagedLayer, ...], files: tuple[StagedFile, ...], *,
@@ -99,6 +115,8 @@ class Manifest:
             data["max_layer_size"] = self.max_layer_size
         if self.shapes is not None:
             data[SHAPES_KEY] = self.shapes.to_json()
+        if self.task is not None:
+            data[TASK_KEY] = self.task.to_json()
         return data
 
 
@@ -153,7 +171,18 @@ def _manifest(data: object) -> Manifest:
                                                                                       "files")))
     total = counts.get("total_size")
     return Manifest(arch, layers, files, sum(f.size for f in files) if total is None else total,
-                    counts.get("max_layer_size"), _shapes(data.get(SHAPES_KEY)))
+                    counts.get("max_layer_size"), _shapes(data.get(SHAPES_KEY)), _task(data.get(TASK_KEY)))
+
+
+def _task(task: object) -> StagedTask | None:
+    if task is None:
+        return None
+    validate.mapping(task, TASK_KEY)
+    files = validate.sequence(task.get("files", []), f"{TASK_KEY}.files")
+    return StagedTask(sha256=validate.sha256_hex(task.get("sha256"), f"{TASK_KEY}.sha256"),
+                      size=validate.count(task.get("size"), f"{TASK_KEY}.size"),
+                      unzipped_size=validate.count(task.get("unzipped_size", 0), f"{TASK_KEY}.unzipped_size"),
+                      files=tuple(_file(entry, index, f"{TASK_KEY}.files") for index, entry in enumerate(files)))
 
 
 def _shapes(recorded: object) -> Shapes | None:
@@ -192,10 +221,10 @@ _ENTRY_TYPES = {kind.value: kind for kind in STAGED_TYPES}
 _DEFAULT_MODES = {EntryType.FILE: 0o644, EntryType.DIR: 0o755, EntryType.SYMLINK: 0o777}
 
 
-def _file(entry: object, index: int) -> StagedFile:
+def _file(entry: object, index: int, where: str = "files") -> StagedFile:
     # A stage has thousands of entries: each field gets a cheap test first, and the
     # validator that explains the problem only when that test fails.
-    where = f"files[{index}]"
+    where = f"{where}[{index}]"
     if type(entry) is not dict:
         validate.mapping(entry, where)
     path = entry.get("path")

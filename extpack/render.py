@@ -18,7 +18,7 @@ from typing import Callable
 
 from extpack import dockerignore
 from extpack import validate
-from extpack.config import DEFAULT_LOCK, DEFAULT_OUTPUT, DEFAULT_STAGE_DIR, DEFAULT_TEMPLATE, Settings
+from extpack.config import DEFAULT_LOCK, DEFAULT_OUTPUT, DEFAULT_STAGE_DIR, Settings
 from extpack import runtime_env
 from extpack.exceptions import DriftError, UsageError
 from extpack.shapes import Shapes, shapes_of
@@ -53,7 +53,7 @@ class Copy:
 class RenderOptions:
     stage_dir: Path = DEFAULT_STAGE_DIR
     lock_path: Path = DEFAULT_LOCK
-    template: str = DEFAULT_TEMPLATE
+    template: str | None = None  # None: the lock's function's runtime picks it, else DEFAULT_TEMPLATE
     base: str | None = None
     platform: str | None = None
     output: str = DEFAULT_OUTPUT
@@ -134,7 +134,8 @@ def options_from(settings: dict) -> RenderOptions:
                  "env": [f"{name}={value}" for name, value in env],
                  "entrypoint": _command_text(entrypoint), "cmd": _command_text(cmd)}
     return RenderOptions(
-        stage_dir=Path(settings["stage-dir"]), lock_path=Path(settings["lock"]), template=str(settings["template"]),
+        stage_dir=Path(settings["stage-dir"]), lock_path=Path(settings["lock"]),
+        template=None if settings["template"] is None else str(settings["template"]),
         base=settings["base"], platform=settings["platform"], output=settings["output"],
         context=Path(settings["context"]) if settings["context"] else None, rie=bool(settings["rie"]),
         rie_binary=settings["rie-binary"], copies=copies, env=env, entrypoint=entrypoint, cmd=cmd,
@@ -179,6 +180,12 @@ def render(options: RenderOptions) -> Rendered:
         _require_stage_of_lock(options.stage_dir, staged_manifest, options.lock_path)
     manifest = staged_manifest or Manifest(DEFAULT_ARCH)
     context_dir = (options.context or _output_dir(options.output)).absolute()
+    from extpack.migrate import with_function_defaults
+
+    # A converted function's code, staged by fetch --function --with-code, as the context names it.
+    task_dir = _relative(options.stage_dir / "task", context_dir) \
+        if staged_manifest is not None and staged_manifest.task is not None else None
+    options, function_warnings = with_function_defaults(options, task_dir)
     environment, template_name = _template(options.template)
     builtin = options.template in BUILTIN
     rie = options.rie or options.template == "alpine-rie" or _extends_alpine_rie(environment, template_name)
@@ -237,7 +244,7 @@ def render(options: RenderOptions) -> Rendered:
                                             staged=wrapping.staged)
     if not builtin:
         warnings += _dropped_settings(options, cmd, rie, text)
-    return Rendered(text, entry, tuple(warnings))
+    return Rendered(text, entry, tuple(function_warnings + warnings))
 
 
 @dataclass(frozen=True)

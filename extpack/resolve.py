@@ -39,14 +39,14 @@ class LambdaResolver:
         self._lock = threading.Lock()
         self._session = None
 
-    def _client(self, region: str):
+    def _client(self, region: str | None):
         # Sessions are not thread-safe; clients are, so create them under a lock.
         with self._lock:
             if region not in self._clients:
                 self._clients[region] = self._make_client(region)
             return self._clients[region]
 
-    def _make_client(self, region: str):
+    def _make_client(self, region: str | None):
         import botocore.config
         import botocore.session
 
@@ -100,8 +100,8 @@ class LambdaResolver:
         except validate.Invalid as exc:
             raise AwsError(f"the Lambda API's list of versions is not valid: {exc}: check --endpoint-url / "
                            "AWS_ENDPOINT_URL_LAMBDA", layer=arn.layer_arn) from None
-        except Exception as exc:  # botocore raises several unrelated types; _aws_error sorts them
-            raise _aws_error(exc, arn.layer_arn) from exc
+        except Exception as exc:  # botocore raises several unrelated types; aws_error sorts them
+            raise aws_error(exc, arn.layer_arn) from exc
         if not seen:
             raise AwsError("layer not found (it has no versions you can see): check the name, account and region",
                            layer=arn.layer_arn)
@@ -110,10 +110,16 @@ class LambdaResolver:
         return best
 
     def _call(self, arn: LayerArn, operation: str, **kwargs):
+        return self.call(arn.region, operation, subject=str(arn), **kwargs)
+
+    def call(self, region: str | None, operation: str, *, subject: str, hints: dict[str, str] | None = None,
+             **kwargs):
+        """One Lambda API call in `region` (None: the profile's or AWS_DEFAULT_REGION's), its errors as
+        extpack's, worded with `hints` (by error code) where given."""
         try:
-            return getattr(self._client(arn.region), operation)(**kwargs)
+            return getattr(self._client(region), operation)(**kwargs)
         except Exception as exc:
-            raise _aws_error(exc, str(arn)) from exc
+            raise aws_error(exc, subject, hints) from exc
 
 
 def _checked_answer(response: dict, source: Source) -> ResolvedLayer:
@@ -170,11 +176,14 @@ _CODE_HINTS = {
 }
 
 
-def _aws_error(exc: Exception, layer: str) -> Exception:
+def aws_error(exc: Exception, layer: str, hints: dict[str, str] | None = None) -> Exception:
     import botocore.exceptions as bx
 
     if isinstance(exc, (AwsError, UsageError, LayerContentError)):
         return exc
+    if isinstance(exc, bx.NoRegionError):
+        return UsageError("no AWS region to call the Lambda API in: give --region (or region in extpack.toml, "
+                          "or AWS_DEFAULT_REGION), or name it by its ARN", layer=layer)
     if isinstance(exc, bx.ProfileNotFound):
         return UsageError(f"AWS profile {exc.kwargs.get('profile')!r} not found: check --profile / AWS_PROFILE",
                           layer=layer)
@@ -187,7 +196,7 @@ def _aws_error(exc: Exception, layer: str) -> Exception:
     if isinstance(exc, bx.ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
-        hint = _CODE_HINTS.get(code) or f"Lambda API error {code}: {error.get('Message', '').strip()}"
+        hint = (hints or {}).get(code) or _CODE_HINTS.get(code) or f"Lambda API error {code}: {error.get('Message', '').strip()}"
         return AwsError(hint, layer=layer)
     from urllib.parse import urlsplit
 
@@ -203,8 +212,8 @@ def _aws_error(exc: Exception, layer: str) -> Exception:
                         layer=layer)
     if isinstance(exc, bx.BotoCoreError):
         return AwsError(f"AWS client error: {exc}", layer=layer)
-    if isinstance(exc, (ValueError, TypeError)):
-        # botocore's parser met a member of the wrong type (a Version of "one").
+    if isinstance(exc, (ValueError, TypeError, AttributeError)):
+        # botocore's parser met a member of the wrong type (a Version of "one", a list that is a string).
         return AwsError(f"the Lambda API's answer is not valid ({exc}): check --endpoint-url / "
                         "AWS_ENDPOINT_URL_LAMBDA", layer=layer)
     return exc

@@ -19,7 +19,7 @@ from extpack import manifest as manifests
 from extpack import nofollow
 from extpack.atomic import discard, write_atomically
 from extpack.exceptions import UsageError
-from extpack.manifest import Manifest, StagedFile, StagedLayer
+from extpack.manifest import Manifest, StagedFile, StagedLayer, StagedTask
 from extpack.model import Arch, EntryType
 from extpack.shapes import detect_in_manifest, detect_in_tree
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from extpack.overlay import StageTree
 
 OPT_DIR = "opt"
+TASK_DIR = "task"  # a converted function's own code (fetch --function --with-code)
 
 
 def manifest_of(tree: StageTree, arch: Arch, layers: list[StagedLayer], max_layer_size: int) -> Manifest:
@@ -85,8 +86,10 @@ def open_opt(stage_dir: Path, stage_fd: int) -> int:
                          "out of a stage; run extpack fetch again to rebuild it") from None
 
 
-def stage_differences(stage_dir: Path, manifest: Manifest, *, limit: int = 50, contents: bool = False) -> list[str]:
-    """What on disk differs from the manifest: missing, extra or changed entries.
+def stage_differences(stage_dir: Path, manifest: Manifest | StagedTask, *, limit: int = 50,
+                      contents: bool = False, subdir: str = OPT_DIR) -> list[str]:
+    """What on disk differs from the manifest: missing, extra or changed entries (under
+    `<stage>/opt`, or for a converted function's code, its StagedTask under `<stage>/task`).
 
     By stat (type, mode, size, mtime, link target) unless `contents`, which also hashes files.
     Links are compared as links, never followed (nor is a symlinked stage dir or opt).
@@ -99,9 +102,9 @@ def stage_differences(stage_dir: Path, manifest: Manifest, *, limit: int = 50, c
     except OSError:
         return [f"{stage_dir} is not a directory"]
     try:
-        opt_fd = nofollow.open_dir(OPT_DIR, stage_fd)
+        opt_fd = nofollow.open_dir(subdir, stage_fd)
     except OSError:
-        return [f"{stage_dir / OPT_DIR} is missing or not a directory"]
+        return [f"{stage_dir / subdir} is missing or not a directory"]
     finally:
         os.close(stage_fd)
 
@@ -109,23 +112,23 @@ def stage_differences(stage_dir: Path, manifest: Manifest, *, limit: int = 50, c
 
     def cannot_read(rel: str, exc: OSError) -> None:
         unreadable.append(rel + "/")
-        problems.append(f"unreadable: /opt/{rel} ({exc.strerror})")
+        problems.append(f"unreadable: /{subdir}/{rel} ({exc.strerror})")
 
     try:
         for item in nofollow.walk(opt_fd, on_error=cannot_read):
             actual.add(item.rel)
             entry = expected.get(item.rel)
             if entry is None:
-                problems.append(f"extra: /opt/{item.rel}")
+                problems.append(f"extra: /{subdir}/{item.rel}")
             else:
                 problem = _entry_difference(item, entry, contents)
                 if problem:
-                    problems.append(f"changed: /opt/{item.rel} ({problem})")
+                    problems.append(f"changed: /{subdir}/{item.rel} ({problem})")
             if len(problems) >= limit:
                 return problems
     finally:
         os.close(opt_fd)
-    problems.extend(f"missing: /opt/{path}" for path in sorted(set(expected) - actual)
+    problems.extend(f"missing: /{subdir}/{path}" for path in sorted(set(expected) - actual)
                     if not path.startswith(tuple(unreadable)))
     return problems[:limit]
 

@@ -24,6 +24,22 @@ LAYER_ARN_RE = re.compile(
     r"(?P<name>[A-Za-z0-9_-]{1,140})"
     r"(?::(?P<version>[1-9]\d{0,15}))?"
 )
+# A function ARN (optionally qualified), as GetFunction takes and answers it.
+FUNCTION_ARN_RE = re.compile(
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):lambda:"
+    r"(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}):"
+    r"(?P<account>\d{12}):function:"
+    r"(?P<name>[A-Za-z0-9_-]{1,64})"
+    r"(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?"
+)
+FUNCTION_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+QUALIFIER_RE = re.compile(r"\$LATEST|[A-Za-z0-9_-]{1,128}")
+FUNCTION_VERSION_RE = re.compile(r"\$LATEST|[1-9]\d{0,15}")
+RUNTIME_RE = re.compile(r"[a-z][a-z0-9]*(?:\.[a-z0-9]+)*")
+# Lambda's Handler pattern is [^\s]+ (128 at most); it becomes the image's CMD.
+HANDLER_RE = re.compile(r"[^\s\\\"']{1,128}")
+# Lambda's EnvironmentVariableName.
+ENV_NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]+")
 # C0 and C1 controls, line and paragraph separators, and the invisible format characters
 # that reorder or hide text (bidi overrides, zero-width marks, BOM): none belongs in a
 # name, an ARN or a Dockerfile value, and each can forge what a terminal shows.
@@ -97,11 +113,7 @@ def layer_arn_match(value: object, field: str) -> re.Match:
     if match is None:
         raise Invalid(field, "is not a layer ARN (arn:PARTITION:lambda:REGION:ACCOUNT:layer:NAME[:VERSION], "
                              "partition aws, aws-cn or aws-us-gov)")
-    partition, region = match["partition"], match["region"]
-    expected_prefix = PARTITION_REGION_PREFIX.get(partition)
-    in_other_partition = any(region.startswith(p) for p in PARTITION_REGION_PREFIX.values())
-    if (expected_prefix and not region.startswith(expected_prefix)) or (not expected_prefix and in_other_partition):
-        raise Invalid(field, f"names region {region}, which is not in partition {partition}")
+    _region_in_partition(match, field)
     return match
 
 
@@ -182,3 +194,28 @@ def download_url(value: object, field: str) -> str:
 
 
 MODE_RE = re.compile(r"[0-7]{4}")  # a file mode as the manifest writes it
+
+
+def function_arn_match(value: object, field: str) -> re.Match:
+    """A function ARN, with or without a qualifier, whose region is in its partition."""
+    match = FUNCTION_ARN_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise Invalid(field, "is not a function ARN (arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER])"
+                             f": {shown(value)}")
+    _region_in_partition(match, field)
+    return match
+
+
+def _region_in_partition(match: re.Match, field: str) -> None:
+    partition, region = match["partition"], match["region"]
+    expected_prefix = PARTITION_REGION_PREFIX.get(partition)
+    in_other_partition = any(region.startswith(p) for p in PARTITION_REGION_PREFIX.values())
+    if (expected_prefix and not region.startswith(expected_prefix)) or (not expected_prefix and in_other_partition):
+        raise Invalid(field, f"names region {region}, which is not in partition {partition}")
+
+
+def matching(value: object, pattern: re.Pattern, field: str, what: str) -> str:
+    """A string that is wholly `pattern` (`what` names the shape in the message)."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise Invalid(field, f"is not {what}: {shown(value)}")
+    return value

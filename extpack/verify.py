@@ -8,9 +8,10 @@ from pathlib import Path
 
 from extpack import nofollow
 from extpack.cache import Cache, sha256_fd
-from extpack.lock import read_lock
+from extpack.lock import Lock, read_lock
 from extpack import manifest as manifests
-from extpack.stage import check_stage, stage_differences
+from extpack.manifest import Manifest
+from extpack.stage import TASK_DIR, check_stage, stage_differences
 
 
 @dataclass
@@ -40,6 +41,7 @@ def verify(stage_dir: Path, lock_path: Path, cache: Cache | None) -> Verificatio
             if have != want:
                 result.differences.append(
                     f"layer {position + 1}: the lock has {_describe(want)}, the stage has {_describe(have)}")
+        result.differences += _function_differences(stage_dir, manifest, lock)
     if cache is not None and lock is not None:
         for layer in lock.layers:
             if layer.kind == "zip":
@@ -57,3 +59,21 @@ def verify(stage_dir: Path, lock_path: Path, cache: Cache | None) -> Verificatio
 
 def _describe(item: tuple[str, str] | None) -> str:
     return "nothing" if item is None else f"{item[0]} (sha256 {item[1][:12]})"
+
+
+def _function_differences(stage_dir: Path, manifest: Manifest, lock: Lock) -> list[str]:
+    """A converted function's record: its layers lead the lock's, and the staged code is the code it pins."""
+    function, task = lock.function, manifest.task
+    if function is None:
+        return ["task: the stage holds a function's code, the lock has no function"] if task else []
+    differences = []
+    leading = [layer.arn for layer in lock.layers[:len(function.layers)]]
+    if leading != list(function.layers):
+        differences.append(f"function: its layers {list(function.layers)} are not the first layers of the lock")
+    staged = task.sha256 if task is not None else None
+    if staged != function.code_sha256:
+        differences.append(f"task: the lock pins the function's code {(function.code_sha256 or 'none')[:12]}, the "
+                           f"stage has {(staged or 'none')[:12]}")
+    elif task:
+        differences += stage_differences(stage_dir, task, limit=1000, contents=True, subdir=TASK_DIR)
+    return differences

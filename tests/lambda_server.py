@@ -49,6 +49,7 @@ __all__ = [
     "API_OPERATIONS",
     "DOWNLOAD_FAULTS",
     "FakeLambda",
+    "FunctionVersion",
     "Injection",
     "LayerVersion",
     "RequestRecord",
@@ -56,10 +57,12 @@ __all__ = [
 
 DEFAULT_ACCOUNT = "123456789012"
 API_PREFIX = "/2018-10-31/layers"
+FUNCTIONS_PREFIX = "/2015-03-31/functions"
 BLOB_PREFIX = "/layer-blobs/"
 
 API_OPERATIONS = frozenset(
-    {"GetLayerVersionByArn", "GetLayerVersion", "ListLayerVersions"}
+    {"GetLayerVersionByArn", "GetLayerVersion", "ListLayerVersions", "GetFunction",
+     "GetFunctionConfiguration"}
 )
 
 # Which faults make sense where.  Status faults answer with an error status; body
@@ -102,6 +105,18 @@ _LAYER_ARN_RE = re.compile(
     r":layer:(?P<name>[a-zA-Z0-9-_]+)"
 )
 _LAYER_NAME_RE = re.compile(r"[a-zA-Z0-9-_]+")
+# NamespacedFunctionName and NumericLatestPublishedOrAliasQualifier of botocore's model.
+_MODEL_FUNCTION_NAME_PATTERN = (
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?"
+    r"([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?"
+)
+_FUNCTION_NAME_RE = re.compile(
+    r"(?:arn:(?P<partition>aws[a-zA-Z-]*)?:lambda:)?(?:(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
+    r"(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[a-zA-Z0-9-_.]+)"
+    r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9-_]+))?"
+)
+_MODEL_QUALIFIER_PATTERN = r"\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+"
+_QUALIFIER_RE = re.compile(_MODEL_QUALIFIER_PATTERN)
 _MODEL_VERSION_ARN_PATTERN = (
     r"arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+"
 )
@@ -117,8 +132,26 @@ _OVERSIZE_EXTRA = 8 * 1024 * 1024
 # --------------------------------------------------------------------------- records
 
 
+class _Served:
+    """Bytes served at a presigned URL (a layer zip, a function's code) and how the API hashes them."""
+
+    data: bytes
+
+    @property
+    def sha256_hex(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def sha256_b64(self) -> str:
+        return base64.b64encode(hashlib.sha256(self.data).digest()).decode("ascii")
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
 @dataclass
-class LayerVersion:
+class LayerVersion(_Served):
     """One published layer version.  Mutable on purpose: a test may change what is
     advertised (``advertised_sha256`` / ``advertised_size``) or served (``data``)."""
 
@@ -151,17 +184,6 @@ class LayerVersion:
         """The layer *version* ARN."""
         return f"{self.layer_arn}:{self.version}"
 
-    @property
-    def sha256_hex(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @property
-    def sha256_b64(self) -> str:
-        return base64.b64encode(hashlib.sha256(self.data).digest()).decode("ascii")
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
 
     @property
     def code_sha256(self) -> str:
@@ -176,6 +198,43 @@ class LayerVersion:
     def code_size(self) -> int:
         """What the API advertises as ``Content.CodeSize``."""
         return self.advertised_size if self.advertised_size is not None else self.size
+
+
+@dataclass
+class FunctionVersion(_Served):
+    """One version of a function ("$LATEST" or a published number), as GetFunction reports it.
+
+    Mutable like LayerVersion: ``answer`` replaces (or, with OMIT, removes) members of the
+    GetFunction answer, "Configuration.X" / "Code.X" (dotted paths reach deeper members), to
+    make a lying API. It has a ``layer_arn`` (the unqualified function ARN) and ``arn`` so the
+    presigned URLs and fault selectors treat it like a layer version."""
+
+    name: str
+    version: str
+    data: bytes  # the code zip (empty for an image function)
+    runtime: str | None = "python3.12"
+    handler: str | None = "app.handler"
+    layers: tuple[str, ...] = ()  # layer version ARNs, in the function's order
+    architectures: tuple[str, ...] = ("x86_64",)
+    environment: dict[str, str] = field(default_factory=dict)
+    package_type: str = "Zip"
+    image_uri: str | None = None
+    account: str = DEFAULT_ACCOUNT
+    region: str = "us-east-1"
+    partition: str = "aws"
+    description: str = ""
+    answer: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layer_arn(self) -> str:
+        """The function's unqualified ARN (named so grants and faults can match it)."""
+        return f"arn:{self.partition}:lambda:{self.region}:{self.account}:function:{self.name}"
+
+    function_arn = layer_arn
+
+    @property
+    def arn(self) -> str:
+        return f"{self.layer_arn}:{self.version}"
 
 
 @dataclass(frozen=True)
@@ -409,6 +468,8 @@ class FakeLambda:
 
         self._lock = threading.RLock()
         self._layers: dict[str, dict[int, LayerVersion]] = {}  # layer ARN -> versions
+        self._functions: dict[str, dict[str, FunctionVersion]] = {}  # function ARN -> versions
+        self._aliases: dict[str, dict[str, str]] = {}  # function ARN -> alias -> version
         self._grants: dict[str, _Grant] = {}  # token -> grant
         self._issued: list[str] = []
         self._requests: list[RequestRecord] = []
@@ -547,6 +608,65 @@ class FakeLambda:
     def layers(self) -> list[LayerVersion]:
         with self._lock:
             return [lv for vs in self._layers.values() for lv in vs.values()]
+
+    # ------------------------------------------------------------------ functions
+
+    def add_function(
+        self,
+        name: str,
+        code: ZipSource = b"",
+        *,
+        runtime: str | None = "python3.12",
+        handler: str | None = "app.handler",
+        layers: Sequence[str | LayerVersion] = (),
+        architectures: Sequence[str] = ("x86_64",),
+        environment: dict[str, str] | None = None,
+        package_type: str = "Zip",
+        image_uri: str | None = None,
+        account: str = DEFAULT_ACCOUNT,
+        region: str = "us-east-1",
+        partition: str = "aws",
+        description: str = "",
+    ) -> FunctionVersion:
+        """Create (or replace) a function's $LATEST.  ``layers`` are layer version ARNs (or
+        LayerVersions) in the function's order; an image function has no code, runtime,
+        handler or layers, and an ``image_uri``."""
+        if not re.fullmatch(r"[a-zA-Z0-9-_]{1,64}", name):
+            raise ValueError(f"invalid function name {name!r}")
+        fv = FunctionVersion(
+            name=name, version="$LATEST", data=_read_zip_source(code),
+            runtime=runtime if package_type == "Zip" else None,
+            handler=handler if package_type == "Zip" else None,
+            layers=tuple(lv.arn if isinstance(lv, LayerVersion) else lv for lv in layers),
+            architectures=tuple(architectures), environment=dict(environment or {}),
+            package_type=package_type, image_uri=image_uri, account=account, region=region,
+            partition=partition, description=description,
+        )
+        with self._lock:
+            self._functions.setdefault(fv.layer_arn, {})["$LATEST"] = fv
+        return fv
+
+    def publish_version(self, function: FunctionVersion) -> FunctionVersion:
+        """PublishVersion: a numbered copy of the function's $LATEST."""
+        import dataclasses
+
+        with self._lock:
+            versions = self._functions[function.layer_arn]
+            number = 1 + max((int(v) for v in versions if v.isdigit()), default=0)
+            published = dataclasses.replace(versions["$LATEST"], version=str(number), answer={},
+                                            environment=dict(versions["$LATEST"].environment))
+            versions[published.version] = published
+            return published
+
+    def add_alias(self, function: FunctionVersion, alias: str, version: str) -> None:
+        with self._lock:
+            if version not in self._functions[function.layer_arn]:
+                raise ValueError(f"{function.layer_arn} has no version {version}")
+            self._aliases.setdefault(function.layer_arn, {})[alias] = version
+
+    def get_function(self, arn: str, version: str = "$LATEST") -> FunctionVersion:
+        with self._lock:
+            return self._functions[arn][version]
 
     # ------------------------------------------------------------------ faults, access
 
@@ -759,10 +879,17 @@ class FakeLambda:
         fault: Injection | None = None
         try:
             # "/2018-10-31/layers/x/versions/3" -> ["", "2018-10-31", "layers", "x", ...]
-            if segments[1:3] != ["2018-10-31", "layers"] or h.command != "GET":
+            is_function = segments[1:3] == ["2015-03-31", "functions"]
+            if (segments[1:3] != ["2018-10-31", "layers"] and not is_function) or h.command != "GET":
                 raise _ApiError(404, "UnknownOperationException", "Unknown operation")
             rest = segments[3:]
-            if not rest and query.get("find") == ["LayerVersion"]:
+            if is_function and len(rest) == 1 and rest[0]:
+                operation = "GetFunction"
+            elif is_function and len(rest) == 2 and rest[1] == "configuration":
+                operation = "GetFunctionConfiguration"
+            elif is_function:
+                raise _ApiError(404, "UnknownOperationException", "Unknown operation")
+            elif not rest and query.get("find") == ["LayerVersion"]:
                 operation = "GetLayerVersionByArn"
             elif len(rest) == 2 and rest[1] == "versions":
                 operation = "ListLayerVersions"
@@ -796,6 +923,8 @@ class FakeLambda:
 
             if operation == "ListLayerVersions":
                 body = self._list_versions(subject, query, region)
+            elif is_function:
+                body = self._function_body(operation, subject, region)
             else:
                 lv = self._resolve(subject, region)
                 body = self._version_body(lv, self._mint(lv))
@@ -829,6 +958,8 @@ class FakeLambda:
     def _subject(
         self, operation: str, rest: list[str], query: dict[str, list[str]], region: str
     ) -> _Subject:
+        if operation in ("GetFunction", "GetFunctionConfiguration"):
+            return self._function_subject(rest[0], query, region)
         if operation == "GetLayerVersionByArn":
             arn = (query.get("Arn") or [""])[0]
             m = _LAYER_VERSION_ARN_RE.fullmatch(arn)
@@ -872,6 +1003,94 @@ class FakeLambda:
                 )
             version_arn = f"{layer_arn}:{int(rest[2])}"
         return _Subject(layer_arn, name, version_arn, lregion, account)
+
+    def _function_subject(
+        self, function_name: str, query: dict[str, list[str]], region: str
+    ) -> _Subject:
+        """A FunctionName (name, partial or full ARN, optionally qualified) and the Qualifier
+        query; ``version_arn`` is the qualified ARN asked for (None for an unqualified call)."""
+        m = _FUNCTION_NAME_RE.fullmatch(function_name)
+        if not m or len(function_name) > 256:
+            raise _validation_error(function_name, "functionName",
+                                    "Member must satisfy regular expression pattern: "
+                                    + _MODEL_FUNCTION_NAME_PATTERN)
+        qualifier = _first(query, "Qualifier")
+        if qualifier is not None and (not _QUALIFIER_RE.fullmatch(qualifier) or len(qualifier) > 128):
+            raise _validation_error(qualifier, "qualifier", "Member must satisfy regular expression pattern: "
+                                    + _MODEL_QUALIFIER_PATTERN)
+        if m["qualifier"] and qualifier is not None and m["qualifier"] != qualifier:
+            raise _ApiError(400, "InvalidParameterValueException",
+                            "The derived qualifier from the function name does not match the specified qualifier.")
+        qualifier = m["qualifier"] or qualifier
+        fregion = m["region"] or region
+        account = m["account"] or self.caller_account
+        function_arn = f"arn:{m['partition'] or self._partition_for(fregion)}:lambda:{fregion}:{account}" \
+                       f":function:{m['name']}"
+        return _Subject(function_arn, m["name"], f"{function_arn}:{qualifier}" if qualifier else None,
+                        fregion, account)
+
+    def _function_body(self, operation: str, subject: _Subject, region: str) -> dict[str, Any]:
+        self._check_access(subject, region, subject.version_arn or subject.layer_arn,
+                           "lambda:" + operation)
+        qualifier = subject.version_arn.rsplit(":", 1)[1] if subject.version_arn else None
+        with self._lock:
+            versions = self._functions.get(subject.layer_arn, {})
+            version = self._aliases.get(subject.layer_arn, {}).get(qualifier or "", qualifier or "$LATEST")
+            fv = versions.get(version)
+        if fv is None:
+            if subject.account != self.caller_account:
+                raise self._access_denied(subject.layer_arn, "lambda:" + operation)
+            raise _ApiError(404, "ResourceNotFoundException",
+                            f"Function not found: {subject.version_arn or subject.layer_arn}")
+        configuration = self._function_configuration(fv, qualifier)
+        if operation == "GetFunctionConfiguration":
+            return _with_lies({"Configuration": configuration}, fv.answer)["Configuration"]
+        if fv.package_type == "Image":
+            code = {"RepositoryType": "ECR", "ImageUri": fv.image_uri,
+                    "ResolvedImageUri": f"{(fv.image_uri or '').split(':')[0]}@sha256:{fv.sha256_hex}"}
+        else:
+            code = {"RepositoryType": "S3", "Location": self._mint(fv)}
+        return _with_lies({"Configuration": configuration, "Code": code,
+                           "Tags": {"team": "testing"}}, fv.answer)
+
+    def _function_configuration(self, fv: FunctionVersion, qualifier: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "FunctionName": fv.name,
+            "FunctionArn": f"{fv.layer_arn}:{qualifier}" if qualifier else fv.layer_arn,
+            "Role": f"arn:{fv.partition}:iam::{fv.account}:role/{fv.name}-role",
+            "CodeSize": fv.size,
+            "Description": fv.description,
+            "Timeout": 3,
+            "MemorySize": 128,
+            "LastModified": "2024-01-01T12:00:00.000+0000",
+            "CodeSha256": fv.sha256_b64,
+            "Version": fv.version,
+            "TracingConfig": {"Mode": "PassThrough"},
+            "RevisionId": str(uuid.UUID(int=int(fv.sha256_hex[:32], 16))),
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": fv.package_type,
+            "Architectures": list(fv.architectures),
+            "EphemeralStorage": {"Size": 512},
+            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{fv.name}"},
+        }
+        if fv.package_type == "Zip":
+            out["Runtime"] = fv.runtime
+            out["Handler"] = fv.handler
+            out["RuntimeVersionConfig"] = {"RuntimeVersionArn": f"arn:{fv.partition}:lambda:{fv.region}::"
+                                           "runtime:" + "0" * 64}
+        if fv.environment:
+            out["Environment"] = {"Variables": dict(fv.environment)}
+        if fv.layers:
+            out["Layers"] = [{"Arn": arn, "CodeSize": self._layer_size(arn)} for arn in fv.layers]
+        return out
+
+    def _layer_size(self, arn: str) -> int:
+        try:
+            return self.get_layer(arn).size
+        except KeyError:
+            return 0
 
     @staticmethod
     def _partition_for(region: str) -> str:
@@ -1181,8 +1400,10 @@ class FakeLambda:
 
 def _with_lies(body: dict[str, Any], lies: dict[str, Any]) -> dict[str, Any]:
     for key, value in lies.items():
-        parent, _, member = key.rpartition(".")
-        target = body[parent] if parent else body
+        *parents, member = key.split(".")
+        target = body
+        for parent in parents:
+            target = target.setdefault(parent, {})
         if value is OMIT:
             target.pop(member, None)
         else:

@@ -774,3 +774,78 @@ def test_big_layer_is_small_on_disk() -> None:
 
 def test_layer_zips_fixture(layer_zips: Path) -> None:
     assert sorted(p.name for p in layer_zips.iterdir()) == sorted(make_layers.LAYERS)
+
+
+# --------------------------------------------------------------------------- functions (GetFunction)
+
+
+@pytest.fixture
+def function(fake_lambda: FakeLambda, demo: LayerVersion):
+    code = make_layers.ZipBuilder().file("app.py", b"def handler(e, c):\n    return 1\n", 0o644).getvalue()
+    fn = fake_lambda.add_function("orders", code, runtime="python3.12", handler="app.handler", layers=[demo],
+                                  architectures=["arm64"], environment={"TABLE": "orders-table"})
+    return fn
+
+
+def test_get_function_round_trip_and_code_at_location(fake_lambda: FakeLambda, function, demo) -> None:
+    answer = client(fake_lambda).get_function(FunctionName="orders")
+    config = answer["Configuration"]
+    assert (config["FunctionName"], config["Version"], config["PackageType"]) == ("orders", "$LATEST", "Zip")
+    assert (config["Runtime"], config["Handler"], config["Architectures"]) == ("python3.12", "app.handler", ["arm64"])
+    assert config["Layers"] == [{"Arn": demo.arn, "CodeSize": demo.size}]
+    assert config["Environment"]["Variables"] == {"TABLE": "orders-table"}
+    assert config["CodeSha256"] == function.sha256_b64 and config["CodeSize"] == function.size
+    assert answer["Code"]["RepositoryType"] == "S3"
+    body = requests.get(answer["Code"]["Location"], timeout=10).content
+    assert base64.b64encode(hashlib.sha256(body).digest()).decode() == config["CodeSha256"]
+    assert fake_lambda.calls("GetFunction")[0].region == REGION
+
+
+def test_get_function_versions_aliases_and_arns(fake_lambda: FakeLambda, function) -> None:
+    first = fake_lambda.publish_version(function)
+    function.handler = "app.other"  # $LATEST moves on; version 1 keeps what was published
+    fake_lambda.add_alias(function, "live", first.version)
+    lam = client(fake_lambda)
+    by_alias = lam.get_function(FunctionName=function.function_arn, Qualifier="live")["Configuration"]
+    assert (by_alias["Version"], by_alias["Handler"]) == ("1", "app.handler")
+    assert by_alias["FunctionArn"] == f"{function.function_arn}:live"
+    assert lam.get_function(FunctionName="orders:1")["Configuration"]["Version"] == "1"
+    assert lam.get_function(FunctionName="orders")["Configuration"]["Handler"] == "app.other"
+    plain = lam.get_function_configuration(FunctionName="orders", Qualifier="1")
+    assert plain["Version"] == "1" and "Code" not in plain
+
+
+@pytest.mark.parametrize(("kwargs", "code"), [
+    ({"FunctionName": "missing"}, "ResourceNotFoundException"),
+    ({"FunctionName": "orders", "Qualifier": "7"}, "ResourceNotFoundException"),
+    ({"FunctionName": "orders:1", "Qualifier": "2"}, "InvalidParameterValueException"),
+    ({"FunctionName": "arn:aws:lambda:us-east-1:999999999999:function:x"}, "AccessDeniedException"),
+    ({"FunctionName": "arn:aws:lambda:eu-west-1:123456789012:function:orders"}, "AccessDeniedException"),
+    ({"FunctionName": "bad name!"}, "ValidationException"),
+])
+def test_get_function_errors(fake_lambda: FakeLambda, function, kwargs, code) -> None:
+    fake_lambda.publish_version(function)
+    with pytest.raises(ClientError) as exc:
+        client(fake_lambda, config=NO_RETRY).get_function(**kwargs)
+    assert error_code(exc) == code
+
+
+def test_get_function_denied_and_image_functions(fake_lambda: FakeLambda, function) -> None:
+    image = fake_lambda.add_function("already", package_type="Image",
+                                     image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1")
+    answer = client(fake_lambda).get_function(FunctionName="already")
+    assert answer["Configuration"]["PackageType"] == "Image" and "Runtime" not in answer["Configuration"]
+    assert answer["Code"]["ImageUri"] == image.image_uri and "Location" not in answer["Code"]
+    fake_lambda.deny("orders")
+    with pytest.raises(ClientError) as exc:
+        client(fake_lambda).get_function(FunctionName="orders")
+    assert error_code(exc) == "AccessDeniedException"
+
+
+def test_get_function_lies_reach_nested_members(fake_lambda: FakeLambda, function) -> None:
+    from lambda_server import OMIT
+
+    function.answer = {"Configuration.Environment.Variables": {"BAD NAME": "x"}, "Code.Location": OMIT}
+    answer = client(fake_lambda).get_function(FunctionName="orders")
+    assert answer["Configuration"]["Environment"]["Variables"] == {"BAD NAME": "x"}
+    assert "Location" not in answer["Code"]

@@ -23,7 +23,7 @@ from extpack.smoke import SmokeOptions
 def test_defaults_without_a_config() -> None:
     settings = Config().settings()
     assert (settings.stage_dir, settings.lock, settings.template, settings.output) == (
-        Path(".extpack"), Path("extpack.lock"), "aws-base", "Dockerfile")
+        Path(".extpack"), Path("extpack.lock"), None, "Dockerfile")  # template None: the runtime's, else aws-base
     assert settings.arch is None  # the lock's arch, else x86_64: decided by fetch, which reads the lock
     assert (settings.jobs, settings.link, settings.rie, settings.copy, settings.layers) == (4, True, False, [], [])
 

@@ -42,10 +42,14 @@ if TYPE_CHECKING:
 @click.option("--strict", is_flag=True, help="Treat doctor's warnings about the stage as errors.")
 @click.option("--link/--no-link", default=None, help="Where reflinks are not available: hard-link cached files "
               "into the stage (default), or copy them so no stage shares an inode with another.")
+@click.option("--function", "function", metavar="NAME|ARN", help="Convert this zip function: its layers in its "
+              "order (SOURCEs after them), its architecture, runtime and handler into the lock.")
+@click.option("--qualifier", help="With --function: a version number or an alias (default $LATEST).")
+@click.option("--with-code", is_flag=True, help="With --function: also fetch its code zip into STAGE/task.")
 @json_option("Print the result as JSON.")
 @click.pass_context
 def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, endpoint_url, jobs, cache_dir,
-          no_cache, max_layer_size, strict, link, as_json):
+          no_cache, max_layer_size, strict, link, function, qualifier, with_code, as_json):
     """Fetch layers (ARNs, .zip paths or https:// URLs) and stage them under STAGE/opt."""
     from extpack.fetch import Fetcher
     from extpack.report import LogProgress, TerminalProgress
@@ -54,6 +58,9 @@ def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, end
                             arch=arch, region=region, profile=profile, endpoint_url=endpoint_url, jobs=jobs,
                             cache_dir=cache_dir, max_layer_size=max_layer_size, link=link)
     options.strict = strict
+    options.function, options.qualifier, options.with_code = function, qualifier, with_code
+    if function:  # the function names its layers; only the command line adds to them
+        options.sources = list(sources)
     progress = TerminalProgress() if sys.stderr.isatty() else LogProgress()
     with progress if isinstance(progress, TerminalProgress) else contextlib.nullcontext():
         result = Fetcher(options, progress).run()
@@ -64,6 +71,11 @@ def fetch(ctx, sources, stage_dir, lock_path, frozen, arch, region, profile, end
     for hint in result.wrappers:
         click.echo(f"hint: {printable(hint)}", err=True)
     click.echo(fetch_json(result) if as_json else fetch_table(result))
+    if result.function is not None and not as_json:
+        from extpack.migrate import migration_text
+
+        for line in migration_text(result.function, result.stage_dir):
+            click.echo(printable(line))
 
 
 def fetch_json(result: FetchResult) -> str:
@@ -96,6 +108,10 @@ def fetch_json(result: FetchResult) -> str:
                       for path, layer, previous in result.overrides],
         "warnings": result.warnings,
     }
+    if result.function is not None:
+        from extpack.migrate import migration_json
+
+        data["migration"] = migration_json(result.function)
     return json.dumps(data, indent=2)
 
 

@@ -92,4 +92,6 @@ def fetch_options(ctx: click.Context, sources: tuple[str, ...], *, frozen: bool 
         base_dir=config.base_dir if not sources else Path("."),
         config_path=config.path,
         link=settings.link,
+        explicit_arch=settings.arch is not None,  # a function's own arch must agree with it
+        region=settings.region,
     )
