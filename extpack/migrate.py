@@ -16,7 +16,7 @@ from extpack.exceptions import UsageError
 from extpack.lock import LockedFunction
 
 if TYPE_CHECKING:
-    from extpack.render import RenderOptions
+    from extpack.render_options import RenderOptions
 
 ECR = "public.ecr.aws/lambda"
 # Runtimes AWS still publishes a base image for and has not deprecated (Lambda's runtime
@@ -131,7 +131,7 @@ def with_function_defaults(options: RenderOptions, task: str | None) -> tuple[Re
     bootstrap to the runtime dir), and its exec wrapper. Returns the options and warnings."""
     from dataclasses import replace
 
-    from extpack import render as rendering
+    from extpack.render_options import BUILTIN, DEFAULT_BASE, Copy
     from extpack import runtime_env
     from extpack.lock import read_lock
 
@@ -147,16 +147,16 @@ def with_function_defaults(options: RenderOptions, task: str | None) -> tuple[Re
         plan = None  # the user named the template (and base) themselves
     template = options.template or plan.template
     base = options.base or (plan.base if plan is not None and template == plan.template else None)
-    kind = runtime_env.base_kind(base or (rendering.BUILTIN[template][1] if template in rendering.BUILTIN
-                                          else rendering.DEFAULT_BASE), options.rie or template == "alpine-rie")
+    kind = runtime_env.base_kind(base or (BUILTIN[template][1] if template in BUILTIN
+                                          else DEFAULT_BASE), options.rie or template == "alpine-rie")
     custom = function.runtime.startswith("provided")
     warnings, copies, entrypoint = [], [], options.entrypoint
     if task is not None:
         # A base that is not AWS's sets no LAMBDA_TASK_ROOT: use the path Lambda gives it.
-        copies.append(rendering.Copy(f"{task}/", f"{TASK_ROOT}/" if kind is runtime_env.BaseKind.OTHER
+        copies.append(Copy(f"{task}/", f"{TASK_ROOT}/" if kind is runtime_env.BaseKind.OTHER
                                      else "${LAMBDA_TASK_ROOT}/"))
         if custom and kind is runtime_env.BaseKind.CUSTOM:  # AWS's provided base starts /var/runtime/bootstrap
-            copies.append(rendering.Copy(f"{task}/bootstrap", "${LAMBDA_RUNTIME_DIR}/bootstrap"))
+            copies.append(Copy(f"{task}/bootstrap", "${LAMBDA_RUNTIME_DIR}/bootstrap"))
         elif custom and not entrypoint:  # elsewhere the code's bootstrap is the runtime
             entrypoint = [f"{TASK_ROOT}/bootstrap"]
     else:

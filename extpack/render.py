@@ -6,35 +6,23 @@ or the machine, so `render --check` can guard against drift in CI.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import re
-import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
-from extpack import dockerignore
 from extpack import validate
-from extpack.config import DEFAULT_LOCK, DEFAULT_OUTPUT, DEFAULT_STAGE_DIR, Settings
 from extpack import runtime_env
 from extpack.exceptions import DriftError, UsageError
 from extpack.shapes import Shapes, shapes_of
 from extpack import manifest as manifests
 from extpack.manifest import Manifest
 from extpack.model import DEFAULT_ARCH, Arch
+from extpack.render_options import BUILTIN, DEFAULT_BASE, DEFAULT_HANDLERS, RenderOptions
 from extpack.stage import require_unshared_unchanged
 
-DEFAULT_BASE = "public.ecr.aws/lambda/provided:al2023"
-BUILTIN = {
-    "aws-base": ("aws-base.Dockerfile.j2", DEFAULT_BASE),
-    "alpine-rie": ("alpine-rie.Dockerfile.j2", "alpine:3.20"),
-    "python": ("python.Dockerfile.j2", "public.ecr.aws/lambda/python:3.12"),
-    "nodejs": ("nodejs.Dockerfile.j2", "public.ecr.aws/lambda/nodejs:20"),
-}
-DEFAULT_HANDLERS = {"python": "app.handler", "nodejs": "index.handler"}
 PLATFORMS = tuple(arch.docker_platform for arch in Arch)
 RIE_URL = "https://github.com/aws/aws-lambda-runtime-interface-emulator/releases/latest/download/aws-lambda-rie"
 ENTRY_SCRIPT = "extpack-entry.sh"
@@ -43,134 +31,10 @@ _BARE_ARGUMENT_BREAKERS = re.compile(r"""\s|["']|\\$|^$|^-""")
 
 
 @dataclass(frozen=True)
-class Copy:
-    src: str
-    dest: str
-    stage: str | None = None
-
-
-@dataclass
-class RenderOptions:
-    stage_dir: Path = DEFAULT_STAGE_DIR
-    lock_path: Path = DEFAULT_LOCK
-    template: str | None = None  # None: the lock's function's runtime picks it, else DEFAULT_TEMPLATE
-    base: str | None = None
-    platform: str | None = None
-    output: str = DEFAULT_OUTPUT
-    context: Path | None = None
-    rie: bool = False
-    rie_binary: str | None = None
-    copies: list[Copy] = field(default_factory=list)
-    env: list[tuple[str, str]] = field(default_factory=list)
-    entrypoint: list[str] = field(default_factory=list)
-    cmd: list[str] = field(default_factory=list)
-    handler: str | None = None
-    app_dir: str | None = None
-    from_image: str | None = None
-    command: str = "extpack render"
-    wrapper: str | None = None  # AWS_LAMBDA_EXEC_WRAPPER, run by the entry script where the base does not
-
-
-@dataclass(frozen=True)
 class Rendered:
     dockerfile: str
     entry_script: str | None  # text of the RIE entry script, written beside the Dockerfile
     warnings: tuple[str, ...] = ()  # for stderr: what the image would silently lose
-
-
-def parse_copy(text: str) -> Copy:
-    """'SRC:DEST' or 'STAGE:SRC:DEST' (the last copies from an earlier build stage)."""
-    parts = text.split(":")
-    if len(parts) == 2 and all(parts):
-        return Copy(parts[0], parts[1])
-    if len(parts) == 3 and all(parts):
-        return Copy(parts[1], parts[2], stage=parts[0])
-    raise UsageError(f"bad --copy {text!r}: use SRC:DEST, or STAGE:SRC:DEST to copy from a build stage")
-
-
-def parse_env(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise UsageError(f"bad --env {text!r}: use NAME=VALUE")
-    return name, value
-
-
-def parse_command(text: str | list | None) -> list[str]:
-    """A JSON array as Docker writes it, or a shell-like string split into one (a list, from
-    the config, is taken as it is)."""
-    if isinstance(text, list):
-        if not all(isinstance(v, str) for v in text):
-            raise UsageError(f"bad command {text!r}: give a list of strings or a plain command line")
-        return text
-    if not text:
-        return []
-    text = text.strip()
-    if text.startswith("["):
-        import json
-
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = None
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UsageError(f"bad command {text!r}: give a JSON array of strings or a plain command line")
-        return value
-    return shlex.split(text)
-
-
-# Render's settings in the order the regenerate command names them (their defaults are Settings').
-_SETTING_KEYS = ("stage-dir", "lock", "template", "base", "platform", "output", "context", "rie", "rie-binary", "copy",
-                 "env", "entrypoint", "cmd", "handler", "app-dir", "from-image", "wrapper")
-
-
-def options_from(settings: dict) -> RenderOptions:
-    """RenderOptions from the effective settings (flags over config over defaults), keyed as
-    the config names them; the header's command is made from them, not from the command line."""
-    copies = [parse_copy(text) for text in settings["copy"]]
-    env = [parse_env(text) for text in settings["env"]]
-    entrypoint, cmd = parse_command(settings["entrypoint"]), parse_command(settings["cmd"])
-    # One spelling a setting, so a flag and the same config key give the same header.
-    canonical = {**settings, "copy": [":".join(filter(None, (c.stage, c.src, c.dest))) for c in copies],
-                 "env": [f"{name}={value}" for name, value in env],
-                 "entrypoint": _command_text(entrypoint), "cmd": _command_text(cmd)}
-    return RenderOptions(
-        stage_dir=Path(settings["stage-dir"]), lock_path=Path(settings["lock"]),
-        template=None if settings["template"] is None else str(settings["template"]),
-        base=settings["base"], platform=settings["platform"], output=settings["output"],
-        context=Path(settings["context"]) if settings["context"] else None, rie=bool(settings["rie"]),
-        rie_binary=settings["rie-binary"], copies=copies, env=env, entrypoint=entrypoint, cmd=cmd,
-        handler=settings["handler"], app_dir=settings["app-dir"], from_image=settings["from-image"],
-        wrapper=settings.get("wrapper"), command=regenerate_command(canonical))
-
-
-def _command_text(words: list[str]) -> str | None:
-    """A command as a plain line when no word needs quoting, else as a JSON array."""
-    import json
-
-    if not words:
-        return None
-    plain = " ".join(words)
-    return plain if shlex.join(words) == plain else json.dumps(words)
-
-
-def regenerate_command(settings: dict) -> str:
-    """`extpack render` with every setting that is not its default, in a fixed order.
-
-    --check, --force and --output - do not change what is written: they are left out, so
-    `render` and `render --check` produce the same bytes.
-    """
-    words = ["extpack", "render"]
-    defaults = Settings().by_key()
-    for key in _SETTING_KEYS:
-        value, default = settings.get(key), defaults[key]
-        if value in (None, False, [], ()) or str(value) == str(default) or (key == "output" and value == "-"):
-            continue
-        if value is True:
-            words.append(f"--{key}")
-            continue
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            words += [f"--{key}", str(item)]
-    return shlex.join(words)
 
 
 def render(options: RenderOptions) -> Rendered:
@@ -421,95 +285,3 @@ def _sha256_or_none(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
-
-
-def render_to(options: RenderOptions, *, check: bool = False, force: bool = False,
-              warn: Callable[[str], None] = lambda line: None) -> tuple[Rendered, list[Path]]:
-    """Render, tell `warn` what the image would lose, then write to `options.output` (or, with
-    `check`, compare with it: DriftError). Returns what was rendered and the files written
-    (none for `--output -`, which is the caller's to print, or `check`)."""
-    rendered = render(options)
-    for warning in rendered.warnings:
-        warn(warning)
-    if options.output == "-":
-        return rendered, []
-    target = Path(options.output)
-    if not options.from_image:
-        problem = dockerignore_problem((options.context or target.absolute().parent), options.stage_dir)
-        if problem:
-            raise UsageError(problem)
-    if check:
-        check_drift(rendered, target)
-        return rendered, []
-    if not force:
-        refuse_hand_written(rendered, target)
-    return rendered, write(rendered, target)
-
-
-def check_drift(rendered: Rendered, output: Path) -> None:
-    """Exit 6 with a unified diff when the Dockerfile on disk is not what render would write."""
-    try:
-        current = output.read_text()
-    except FileNotFoundError:
-        raise DriftError(f"{output} does not exist: run extpack render to write it") from None
-    if current != rendered.dockerfile:
-        diff = difflib.unified_diff(current.splitlines(keepends=True), rendered.dockerfile.splitlines(keepends=True),
-                                    fromfile=f"{output} (on disk)", tofile=f"{output} (rendered)")
-        raise DriftError(f"{output} is out of date: run extpack render to regenerate it", details=list(diff))
-    entry_path = output.parent / ENTRY_SCRIPT
-    if rendered.entry_script is not None and (not entry_path.is_file() or
-                                              entry_path.read_text() != rendered.entry_script):
-        raise DriftError(f"{entry_path} is missing or out of date: run extpack render to regenerate it")
-
-
-GENERATED_MARKS = {"Dockerfile": "# Generated by extpack", ENTRY_SCRIPT: "# Written by extpack"}
-
-
-def refuse_hand_written(rendered: Rendered, output: Path) -> None:
-    """A file extpack did not write (no generated header) is the user's: never overwrite it."""
-    targets = [(output, GENERATED_MARKS["Dockerfile"], rendered.dockerfile)]
-    if rendered.entry_script is not None:
-        targets.append((output.parent / ENTRY_SCRIPT, GENERATED_MARKS[ENTRY_SCRIPT], rendered.entry_script))
-    for path, mark, text in targets:
-        if hand_written(path, mark, unless_equal_to=text):
-            raise UsageError(f"{path} exists and was not written by extpack (no '{mark}' header): keep it and "
-                             "render beside it with --output Dockerfile.extpack (then docker build -f "
-                             "Dockerfile.extpack), or pass --force to overwrite it")
-
-
-def hand_written(path: Path, mark: str = GENERATED_MARKS["Dockerfile"], unless_equal_to: str | None = None) -> bool:
-    """Whether `path` is a file extpack did not write: no generated header in its first lines."""
-    try:
-        current = path.read_text(errors="replace")
-    except (FileNotFoundError, IsADirectoryError):
-        return False
-    return current != unless_equal_to and mark not in "\n".join(current.splitlines()[:3])
-
-
-def write(rendered: Rendered, output: Path) -> list[Path]:
-    from extpack.atomic import write_atomically
-
-    written = [output]
-    write_atomically(output, rendered.dockerfile)
-    if rendered.entry_script is not None:
-        entry_path = output.parent / ENTRY_SCRIPT
-        write_atomically(entry_path, rendered.entry_script, mode=0o755)
-        written.append(entry_path)
-    return written
-
-
-def dockerignore_problem(context_dir: Path, stage_dir: Path) -> str | None:
-    """Say so when the context's .dockerignore would hide any staged file from `COPY`."""
-    try:
-        rules = dockerignore.read_rules(context_dir / ".dockerignore")
-    except FileNotFoundError:
-        return None
-    if not rules:
-        return None
-    opt = Path(os.path.relpath((stage_dir / "opt").absolute(), context_dir.absolute())).as_posix()
-    manifest = manifests.read(stage_dir) or Manifest(None)
-    for path in [opt] + [f"{opt}/{entry.path}" for entry in manifest.files]:
-        if dockerignore.is_ignored(path, rules):
-            return (f"{context_dir / '.dockerignore'} excludes {path}, so docker build would leave it out of the "
-                    f"image: add the line '!{opt}' at its end")
-    return None

@@ -77,7 +77,7 @@ class SmokeOptions:
     def parse(cls, image: str, *, event: bytes | None, event_name: str | None, env: list[str], rie: Path | None,
               timeout: float, network: str, docker_host: str | None) -> SmokeOptions:
         """From the command line's words: the event must be JSON (default {}), env NAME=VALUE."""
-        from extpack.render import parse_env
+        from extpack.render_options import parse_env
 
         event = b"{}" if event is None else event
         try:

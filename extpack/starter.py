@@ -74,7 +74,7 @@ def init_project(folder: Path, layers: list[str], *, force: bool = False) -> Ini
     project's own Dockerfile."""
     from extpack.config import CONFIG_FILE, PYPROJECT, load_config
     from extpack.lock import read_lock
-    from extpack.render import hand_written
+    from extpack.render_files import hand_written
 
     target = folder / CONFIG_FILE
     pyproject = folder / PYPROJECT

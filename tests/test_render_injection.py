@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from stage_factory import make_stage
 
 from extpack import render as rendering
+from extpack.render_options import Copy, RenderOptions
 from extpack.exceptions import UsageError
 
 TEMPLATES = ["aws-base", "alpine-rie", "python", "nodejs"]
@@ -150,11 +151,11 @@ def stage_for_properties(tmp_path_factory):
     return root
 
 
-def _options(root: Path, template: str, slot: str, value: str) -> rendering.RenderOptions:
+def _options(root: Path, template: str, slot: str, value: str) -> RenderOptions:
     """Options with `value` in one input slot; every other input plain."""
-    options = rendering.RenderOptions(stage_dir=root / ".extpack", lock_path=root / "extpack.lock",
+    options = RenderOptions(stage_dir=root / ".extpack", lock_path=root / "extpack.lock",
                                       template=template, output=str(root / "Dockerfile"),
-                                      copies=[rendering.Copy("a", "/b", stage="build")], env=[("A", "v")],
+                                      copies=[Copy("a", "/b", stage="build")], env=[("A", "v")],
                                       entrypoint=["/main"], app_dir="src")
     if slot == "env-value":
         options.env = [("A", value)]
@@ -162,7 +163,7 @@ def _options(root: Path, template: str, slot: str, value: str) -> rendering.Rend
         options.env = [(value, "v")]
     elif slot.startswith("copy-"):
         fields = {"stage": "build", "src": "a", "dest": "/b", slot[len("copy-"):]: value}
-        options.copies = [rendering.Copy(**fields)]
+        options.copies = [Copy(**fields)]
     elif slot in ("entrypoint", "cmd"):
         setattr(options, slot, ["/main", value])
     elif slot == "command":

@@ -39,16 +39,18 @@ from extpack.exceptions import DriftError
 def render(ctx, stage_dir, lock_path, template, base, platform, output, context, check, rie, rie_binary, copies, env,
            entrypoint, cmd, handler, app_dir, from_image, wrapper, force):
     """Write a multi-stage Dockerfile that copies the staged /opt into the image."""
-    from extpack import render as rendering
+    from extpack.render import ENTRY_SCRIPT
+    from extpack.render_files import render_to
+    from extpack.render_options import options_from
 
     settings = project_settings(ctx, stage_dir=stage_dir, lock=lock_path, template=template, base=base,
                                 platform=platform, output=output, context=context, rie=rie, rie_binary=rie_binary,
                                 copy=copies, env=env, entrypoint=entrypoint, cmd=cmd, handler=handler,
                                 app_dir=app_dir, from_image=from_image, wrapper=wrapper)
     # The header records these effective settings, however given.
-    options = rendering.options_from(settings.by_key())
+    options = options_from(settings.by_key())
     try:
-        rendered, written = rendering.render_to(options, check=check, force=force,
+        rendered, written = render_to(options, check=check, force=force,
                                                 warn=lambda line: click.echo(f"warning: {line}", err=True))
     except DriftError as exc:
         for line in exc.details:  # the diff, for --check
@@ -57,7 +59,7 @@ def render(ctx, stage_dir, lock_path, template, base, platform, output, context,
     if options.output == "-":
         click.echo(rendered.dockerfile, nl=False)
         if rendered.entry_script is not None:
-            click.echo(f"note: the Dockerfile COPYs {rendering.ENTRY_SCRIPT}, which only --output FILE writes",
+            click.echo(f"note: the Dockerfile COPYs {ENTRY_SCRIPT}, which only --output FILE writes",
                        err=True)
     elif check:
         click.echo(f"{Path(options.output)} is up to date", err=True)
