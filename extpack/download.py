@@ -86,7 +86,11 @@ def download(
     """
     import requests
 
+    from extpack import ranged
+
     check = on_progress or (lambda amount: None)
+    # Ranges need the size to split and the sha256 to trust the stitched whole.
+    parts = ranged.plan(expected.size) if expected.sha256 is not None else None
 
     backoff = _float_env("EXTPACK_RETRY_BACKOFF", 0.5)
     timeout = (10.0, _float_env("EXTPACK_HTTP_TIMEOUT", 60.0))
@@ -104,7 +108,12 @@ def download(
             os.ftruncate(fd, 0)
             try:
                 attempt_check = _with_deadline(check, expected.byte_cap, 2 * timeout[1], host, layer)
+                if parts is not None:
+                    return ranged.fetch_ranged(url, fd, expected, parts, timeout, layer, attempt_check)
                 return _fetch_once(session, url, fd, expected, timeout, layer, attempt_check)
+            except ranged.RangesUnreliable as problem:
+                parts = None  # the next attempt is one plain stream
+                last_problem = str(problem)
             except _Expired:
                 if refresh_url is None or refreshed:
                     raise DownloadError(
@@ -147,12 +156,8 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
         _, response = receiver.get(check)
         status = response.status_code
         host = urlsplit(url).hostname
-        if status == 403:
-            raise _Expired()
-        if status == 429 or status >= 500:
-            raise _Retry(f"{host} answered HTTP {status}")
         if status != 200:
-            raise DownloadError(f"download failed: {host} answered HTTP {status}", layer=layer)
+            _raise_for_status(status, host, layer)
         limit = expected.byte_cap
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -191,6 +196,16 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
         # closed early without a Content-Length looks like success, so ask the zip itself.
         raise _Retry(f"the download from {host} is not a complete zip (cut short?)")
     return sha
+
+
+def _raise_for_status(status: int, host: str, layer: str) -> None:
+    """What an answer other than the one asked for means: a URL to refresh, a transient
+    fault, or the end of the download."""
+    if status == 403:
+        raise _Expired()
+    if status == 429 or status >= 500:
+        raise _Retry(f"{host} answered HTTP {status}")
+    raise DownloadError(f"download failed: {host} answered HTTP {status}", layer=layer)
 
 
 def _with_deadline(check: Callable[[int], None], cap: int, grace: float, host: str,

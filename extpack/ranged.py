@@ -1,0 +1,258 @@
+"""Concurrent byte-range GETs of one large zip of known size and sha256.
+
+One GET stream is limited (S3 gives one connection ~50-90 MB/s; AWS's guidance for large
+objects is concurrent byte-range GETs), so a large zip is fetched as ranges over several
+connections at once, each range written at its offset in the file (nothing is buffered
+beyond a chunk per connection). The first range is also the probe: its answer says whether
+the server honours Range (206) or ignores it (200: that one answer then carries the whole
+zip, on one stream). Every later range is asked with If-Match on the first answer's ETag,
+and must come back 206 with exactly the Content-Range asked for and the same ETag: a
+changed object is never stitched from two versions. The sha256 is computed over the whole
+file, in order, as its prefix completes; the caller trusts nothing before it matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from extpack.download import (
+    CHUNK,
+    POLL_SECONDS,
+    ZIP_MAGIC,
+    DownloadError,
+    Expected,
+    _not_a_zip,
+    _raise_for_status,
+    _Retry,
+)
+
+MiB = 1 << 20
+# Measured on the benchmark's S3 link model (benchmarks/RESULTS.md, "link model"): a range
+# pays a first byte (~20 ms) per request, i.e. ~11% of an 8 MiB range at 50 MB/s on its own
+# connection, hidden by the other connections streaming meanwhile; bigger ranges leave one
+# slow straggler at the end, smaller ones pay the first byte more often. Eight connections
+# fill a runner's NIC (4 x 50 MB/s fill 200 MB/s) with room for the gaps between ranges and
+# for faster links, without opening dozens of sockets per layer.
+TARGET_PART = 8 * MiB
+MAX_CONNECTIONS = 8
+# Below two ranges one stream is as fast: a 16 MiB zip takes ~0.3 s on one S3 connection.
+MIN_RANGED = 2 * TARGET_PART
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+@dataclass(frozen=True)
+class Part:
+    index: int
+    start: int
+    end: int  # inclusive, as in a Range header
+
+    @property
+    def header(self) -> str:
+        return f"bytes={self.start}-{self.end}"
+
+
+def plan(size: int | None) -> list[Part] | None:
+    """Ranges of about TARGET_PART bytes, all the same size, for a zip worth splitting."""
+    if size is None or size < MIN_RANGED:
+        return None
+    count = -(-size // TARGET_PART)
+    step = -(-size // count)
+    return [Part(i, i * step, min(size, (i + 1) * step) - 1) for i in range(count)]
+
+
+class RangesUnreliable(_Retry):
+    """The server answered a range with other bytes than asked: fetch on one stream instead."""
+
+
+class ObjectChanged(_Retry):
+    """The object changed between two ranges (412 on If-Match, or another ETag): start over."""
+
+
+def fetch_ranged(url: str, fd: int, expected: Expected, parts: list[Part], timeout, layer: str,
+                 check: Callable[[int], None]) -> str:
+    """Fetch `parts` of `url` into `fd` over up to MAX_CONNECTIONS connections; return the sha256.
+
+    Errors of any connection end the whole fetch (the caller's retry loop decides what
+    next); `check` is called with every chunk's size, and with 0 while waiting, in this
+    thread only.
+    """
+    job = _Job(url, fd, expected, timeout, layer)
+    job.start_workers([parts[0]], 1)
+    hasher = _PrefixHasher(fd, parts)
+    try:
+        while not hasher.complete:
+            kind, value = job.next_event(check)
+            if kind == "progress":
+                check(value)
+            elif kind == "head":  # the probe's answer: ranges honoured (the ETag), or one stream
+                if value is None:
+                    hasher.parts = [Part(0, 0, expected.size - 1)]
+                else:
+                    job.etag = value
+                    rest = parts[1:]
+                    job.start_workers(rest, min(MAX_CONNECTIONS - 1, len(rest)))
+            elif kind == "done":
+                hasher.done(value)
+            else:
+                raise value
+    finally:
+        job.halt()
+    sha = hasher.hexdigest()
+    if sha != expected.sha256:
+        raise _Retry(f"checksum mismatch (got sha256 {sha[:12]}…, expected {expected.sha256[:12]}…)")
+    return sha
+
+
+class _PrefixHasher:
+    """sha256 of the file's completed prefix, read back in order as ranges complete."""
+
+    def __init__(self, fd: int, parts: list[Part]) -> None:
+        self.fd = fd
+        self.parts = parts
+        self._done: set[int] = set()
+        self._next = 0
+        self._digest = hashlib.sha256()
+
+    @property
+    def complete(self) -> bool:
+        return self._next == len(self.parts)
+
+    def done(self, index: int) -> None:
+        self._done.add(index)
+        while self._next in self._done and self._next < len(self.parts):
+            part = self.parts[self._next]
+            offset = part.start
+            while offset <= part.end:
+                data = os.pread(self.fd, min(CHUNK, part.end + 1 - offset), offset)
+                if not data:
+                    raise _Retry("the download file ended early")
+                self._digest.update(data)
+                offset += len(data)
+            self._next += 1
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+class _Job:
+    """The connections of one ranged fetch. Workers report through one queue, which only
+    the calling thread reads: it alone reports progress and decides what an error means."""
+
+    def __init__(self, url: str, fd: int, expected: Expected, timeout, layer: str) -> None:
+        self.url = url
+        self.fd = fd
+        self.size = expected.size
+        self.cap = expected.byte_cap
+        self.timeout = timeout
+        self.layer = layer
+        self.host = urlsplit(url).hostname or "?"
+        self.etag: str | None = None
+        self.stop = threading.Event()
+        # Held around every write and around halt(): once halt() returned, no worker writes
+        # to the file again (the caller may retry into it, or close the fd for another file).
+        self._writing = threading.Lock()
+        self.events: queue.Queue = queue.Queue()
+        self._parts: queue.SimpleQueue = queue.SimpleQueue()
+
+    def start_workers(self, parts: list[Part], count: int) -> None:
+        for part in parts:
+            self._parts.put(part)
+        for _ in range(count):
+            threading.Thread(target=self._work, name="extpack-range", daemon=True).start()
+
+    def halt(self) -> None:
+        with self._writing:
+            self.stop.set()
+
+    def next_event(self, check: Callable[[int], None]):
+        while True:
+            try:
+                return self.events.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                check(0)
+
+    def _work(self) -> None:
+        import requests
+
+        try:
+            with requests.Session() as session:
+                session.trust_env = True
+                while not self.stop.is_set():
+                    try:
+                        part = self._parts.get_nowait()
+                    except queue.Empty:
+                        return
+                    self._fetch(session, part)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which sorts retryable from fatal
+            self.events.put(("error", exc))
+
+    def _fetch(self, session, part: Part) -> None:
+        headers = {"Range": part.header}
+        if self.etag:
+            headers["If-Match"] = self.etag
+        with session.get(self.url, headers=headers, stream=True, timeout=self.timeout,
+                         allow_redirects=True) as response:
+            part = self._check_answer(response, part)
+            offset = part.start
+            for chunk in response.iter_content(CHUNK):
+                if offset == 0 and chunk[: len(ZIP_MAGIC)] != ZIP_MAGIC:
+                    raise _not_a_zip(self.host, response)
+                if offset + len(chunk) > part.end + 1:
+                    raise DownloadError(f"the server sent more than the expected {self.cap} bytes: refusing it",
+                                        layer=self.layer) if part.end + 1 == self.size else \
+                        RangesUnreliable(f"{self.host} sent more bytes than the range asked for")
+                with self._writing:
+                    if self.stop.is_set():
+                        return
+                    _pwrite_all(self.fd, chunk, offset)
+                offset += len(chunk)
+                self.events.put(("progress", len(chunk)))
+        if offset != part.end + 1:
+            raise _Retry(f"the download was truncated ({offset - part.start} of {part.end + 1 - part.start} bytes "
+                         "of a range)")
+        self.events.put(("done", part.index))
+
+    def _check_answer(self, response, part: Part) -> Part:
+        """The part this answer carries: the one asked for, or (the probe answered 200) the
+        whole zip on one stream. Anything else raises."""
+        status = response.status_code
+        if status == 412:
+            raise ObjectChanged(f"the object at {self.host} changed during the download")
+        if status == 200 and part.index == 0 and self.etag is None:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > self.cap:
+                raise DownloadError(f"the server offers {int(declared)} bytes but the layer is {self.cap} bytes "
+                                    "at most: refusing it", layer=self.layer)
+            self.events.put(("head", None))
+            return Part(0, 0, self.size - 1)
+        if status == 200:
+            raise RangesUnreliable(f"{self.host} stopped honouring byte ranges")
+        if status != 206:
+            _raise_for_status(status, self.host, self.layer)
+            raise _Retry(f"{self.host} answered HTTP {status} to a byte range")
+        found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+        if found is None or (int(found[1]), int(found[2])) != (part.start, part.end):
+            raise RangesUnreliable(f"{self.host} answered a byte range with other bytes than asked for")
+        if int(found[3]) != self.size:
+            raise _Retry(f"{self.host} has {int(found[3])} bytes, not the expected {self.size}")
+        etag = response.headers.get("ETag") or ""
+        if self.etag is None:
+            self.events.put(("head", etag))
+        elif etag != self.etag:
+            raise ObjectChanged(f"the object at {self.host} changed during the download")
+        return part
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
