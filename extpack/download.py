@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from extpack import retry
 from extpack.exceptions import DownloadError
+from extpack.retry import Transient
 
 CHUNK = 1 << 20
-ATTEMPTS = 5
 # While waiting on the network, on_progress(0) is called this often, so a fetch that was
 # cancelled (its on_progress raises) stops promptly even when the server sends nothing.
 POLL_SECONDS = 0.1
@@ -50,11 +51,7 @@ class Expected:
         return self.max_size if self.size is None else min(self.size, self.max_size)
 
 
-class _Retry(Exception):
-    """A transient failure: try again after a backoff."""
-
-
-class _NotAZip(_Retry):
+class _NotAZip(Transient):
     """A 200 whose body is not a zip (an error page): tried again once, then reported as such."""
 
 
@@ -92,17 +89,17 @@ def download(
     # Ranges need the size to split and the sha256 to trust the stitched whole.
     parts = ranged.plan(expected.size) if expected.sha256 is not None else None
 
-    backoff = _float_env("EXTPACK_RETRY_BACKOFF", 0.5)
     timeout = (10.0, _float_env("EXTPACK_HTTP_TIMEOUT", 60.0))
     host = urlsplit(url).hostname or "?"
     refreshed = False
     not_zips = 0
     last_problem = "no attempt made"
+    tries = retry.attempts()
     with requests.Session() as session:
         session.trust_env = True
-        for attempt in range(ATTEMPTS):
+        for attempt in range(tries):
             if attempt:
-                _sleep(min(backoff * 2 ** (attempt - 1), 8.0), check)
+                _sleep(retry.backoff(attempt), check)
             check(0)
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
@@ -127,26 +124,23 @@ def download(
                 if not_zips >= NOT_A_ZIP_ATTEMPTS:  # not the network: more retries would only take longer
                     raise DownloadError(f"{problem}: check that the URL serves the layer's zip", layer=layer) from None
                 last_problem = str(problem)
-            except _Retry as problem:
+            except Transient as problem:
                 last_problem = str(problem)
-            except requests.exceptions.SSLError:
-                # A certificate is not a transient fault, and retrying one hides what is wrong.
-                raise DownloadError(f"the TLS certificate of {host} was not accepted (certificate verify failed): "
-                                    "check the system's CA certificates, or set REQUESTS_CA_BUNDLE to a private CA's",
-                                    layer=layer) from None
-            except requests.exceptions.ConnectionError as exc:
-                # str(exc) would carry the URL, so describe it instead.
-                last_problem = _describe_connection_error(exc, host)
-            except requests.exceptions.ChunkedEncodingError:
-                last_problem = f"connection to {host} dropped mid-download"
-            except requests.exceptions.Timeout:
-                last_problem = f"{host} stopped sending data (timed out)"
-            except requests.exceptions.RequestException as exc:
-                last_problem = f"{type(exc).__name__} talking to {host}"
+            except (requests.exceptions.RequestException, OSError) as exc:
+                problem = retry.network_problem(exc, host)  # str(exc) would carry the URL
+                if problem is not None:
+                    last_problem = str(problem)
+                elif isinstance(exc, requests.exceptions.RequestException):
+                    # A certificate is not a transient fault, and retrying one hides what is wrong.
+                    raise DownloadError(f"the TLS certificate of {host} was not accepted (certificate verify failed): "
+                                        "check the system's CA certificates, or set REQUESTS_CA_BUNDLE to a private "
+                                        "CA's", layer=layer) from None
+                else:
+                    raise
             except ValueError:
-                # requests and urllib3 raise it for a Location that does not parse.
+                # urllib.parse, urllib3 and requests raise it for a Location that does not parse.
                 last_problem = f"{host} redirected to a malformed URL"
-    raise DownloadError(f"download failed after {ATTEMPTS} attempts: {last_problem}; check the network and run again",
+    raise DownloadError(f"download failed after {tries} attempts: {last_problem}; check the network and run again",
                         layer=layer)
 
 
@@ -185,16 +179,16 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
     finally:
         receiver.abandon()
     if expected.size is not None and received != expected.size:
-        raise _Retry(f"the download was truncated ({received} of {expected.size} bytes)")
+        raise Transient(f"the download was truncated ({received} of {expected.size} bytes)")
     if prefix != ZIP_MAGIC:
         raise _not_a_zip(host, response)
     sha = digest.hexdigest()
     if expected.sha256 is not None and sha != expected.sha256:
-        raise _Retry(f"checksum mismatch (got sha256 {sha[:12]}…, expected {expected.sha256[:12]}…)")
+        raise Transient(f"checksum mismatch (got sha256 {sha[:12]}…, expected {expected.sha256[:12]}…)")
     if expected.sha256 is None and not _is_complete_zip(fd):
         # Nothing to check the bytes against (a URL source not locked yet): a connection
         # closed early without a Content-Length looks like success, so ask the zip itself.
-        raise _Retry(f"the download from {host} is not a complete zip (cut short?)")
+        raise Transient(f"the download from {host} is not a complete zip (cut short?)")
     return sha
 
 
@@ -204,7 +198,7 @@ def _raise_for_status(status: int, host: str, layer: str) -> None:
     if status == 403:
         raise _Expired()
     if status == 429 or status >= 500:
-        raise _Retry(f"{host} answered HTTP {status}")
+        raise Transient(f"{host} answered HTTP {status}")
     raise DownloadError(f"download failed: {host} answered HTTP {status}", layer=layer)
 
 
@@ -229,7 +223,7 @@ def _with_deadline(check: Callable[[int], None], cap: int, grace: float, host: s
     return checked
 
 
-def _not_a_zip(host, response) -> _Retry:
+def _not_a_zip(host, response) -> Transient:
     kind = response.headers.get("Content-Type") or "something"
     return _NotAZip(f"{host} sent {kind.split(';')[0].strip()} instead of a zip (an error page?)")
 
@@ -304,16 +298,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _describe_connection_error(exc: Exception, host: str) -> str:
-    text = repr(exc)
-    if "Read timed out" in text or "ReadTimeout" in text:
-        return f"{host} stopped sending data (timed out)"
-    if "Connection refused" in text:
-        return f"connection to {host} refused"
-    if "Name or service not known" in text or "Failed to resolve" in text or "NameResolutionError" in text:
-        return f"cannot resolve host {host}"
-    if "IncompleteRead" in text or "ProtocolError" in text or "RemoteDisconnected" in text:
-        return f"connection to {host} dropped mid-download"
-    return f"connection to {host} failed"

@@ -30,8 +30,8 @@ from extpack.download import (
     Expected,
     _not_a_zip,
     _raise_for_status,
-    _Retry,
 )
+from extpack.retry import Transient
 
 MiB = 1 << 20
 # Measured on the benchmark's S3 link model (benchmarks/RESULTS.md, "link model"): a range
@@ -67,11 +67,11 @@ def plan(size: int | None) -> list[Part] | None:
     return [Part(i, i * step, min(size, (i + 1) * step) - 1) for i in range(count)]
 
 
-class RangesUnreliable(_Retry):
+class RangesUnreliable(Transient):
     """The server answered a range with other bytes than asked: fetch on one stream instead."""
 
 
-class ObjectChanged(_Retry):
+class ObjectChanged(Transient):
     """The object changed between two ranges (412 on If-Match, or another ETag): start over."""
 
 
@@ -106,7 +106,7 @@ def fetch_ranged(url: str, fd: int, expected: Expected, parts: list[Part], timeo
         job.halt()
     sha = hasher.hexdigest()
     if sha != expected.sha256:
-        raise _Retry(f"checksum mismatch (got sha256 {sha[:12]}…, expected {expected.sha256[:12]}…)")
+        raise Transient(f"checksum mismatch (got sha256 {sha[:12]}…, expected {expected.sha256[:12]}…)")
     return sha
 
 
@@ -132,7 +132,7 @@ class _PrefixHasher:
             while offset <= part.end:
                 data = os.pread(self.fd, min(CHUNK, part.end + 1 - offset), offset)
                 if not data:
-                    raise _Retry("the download file ended early")
+                    raise Transient("the download file ended early")
                 self._digest.update(data)
                 offset += len(data)
             self._next += 1
@@ -215,7 +215,7 @@ class _Job:
                 offset += len(chunk)
                 self.events.put(("progress", len(chunk)))
         if offset != part.end + 1:
-            raise _Retry(f"the download was truncated ({offset - part.start} of {part.end + 1 - part.start} bytes "
+            raise Transient(f"the download was truncated ({offset - part.start} of {part.end + 1 - part.start} bytes "
                          "of a range)")
         self.events.put(("done", part.index))
 
@@ -236,12 +236,12 @@ class _Job:
             raise RangesUnreliable(f"{self.host} stopped honouring byte ranges")
         if status != 206:
             _raise_for_status(status, self.host, self.layer)
-            raise _Retry(f"{self.host} answered HTTP {status} to a byte range")
+            raise Transient(f"{self.host} answered HTTP {status} to a byte range")
         found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
         if found is None or (int(found[1]), int(found[2])) != (part.start, part.end):
             raise RangesUnreliable(f"{self.host} answered a byte range with other bytes than asked for")
         if int(found[3]) != self.size:
-            raise _Retry(f"{self.host} has {int(found[3])} bytes, not the expected {self.size}")
+            raise Transient(f"{self.host} has {int(found[3])} bytes, not the expected {self.size}")
         etag = response.headers.get("ETag") or ""
         if self.etag is None:
             self.events.put(("head", etag))

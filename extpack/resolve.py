@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from extpack import validate
+from extpack import retry, validate
 from extpack.exceptions import AwsError, LayerContentError, UsageError
 from extpack.source import LayerArn, Source
 
@@ -56,7 +56,7 @@ class LambdaResolver:
         if self._session is None:
             self._session = botocore.session.Session(profile=self._profile)
         config = botocore.config.Config(
-            retries={"mode": "standard"},
+            retries=retry.botocore_retries(self._session.get_config_variable("max_attempts")),
             connect_timeout=10,
             read_timeout=30,
             user_agent_extra="extpack",
