@@ -61,6 +61,10 @@ NOT_A_ZIP_ATTEMPTS = 2
 class _Expired(Exception):
     """A 403 from an expired presigned URL: ask the API for a fresh one."""
 
+    def __init__(self, url: str) -> None:
+        super().__init__("the URL has expired")
+        self.url = url
+
 
 def download(
     url: str,
@@ -90,35 +94,27 @@ def download(
     parts = ranged.plan(expected.size) if expected.sha256 is not None else None
 
     timeout = (10.0, _float_env("EXTPACK_HTTP_TIMEOUT", 60.0))
-    host = urlsplit(url).hostname or "?"
-    refreshed = False
+    location = Location(url, refresh_url, layer)
+    host = location.host
     not_zips = 0
     last_problem = "no attempt made"
-    tries = retry.attempts()
+    budget = retry.Budget()
     with requests.Session() as session:
         session.trust_env = True
-        for attempt in range(tries):
-            if attempt:
-                _sleep(retry.backoff(attempt), check)
+        while True:
             check(0)
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
             try:
                 attempt_check = _with_deadline(check, expected.byte_cap, 2 * timeout[1], host, layer)
                 if parts is not None:
-                    return ranged.fetch_ranged(url, fd, expected, parts, timeout, layer, attempt_check)
-                return _fetch_once(session, url, fd, expected, timeout, layer, attempt_check)
+                    return ranged.fetch_ranged(location, fd, expected, parts, timeout, attempt_check, budget)
+                return _fetch_once(session, location.url, fd, expected, timeout, layer, attempt_check)
             except ranged.RangesUnreliable as problem:
                 parts = None  # the next attempt is one plain stream
                 last_problem = str(problem)
-            except _Expired:
-                if refresh_url is None or refreshed:
-                    raise DownloadError(
-                        f"download refused by {host} (HTTP 403): the URL has expired or access is denied; run again",
-                        layer=layer,
-                    ) from None
-                refreshed = True
-                url = refresh_url()
+            except _Expired as expired:
+                location.refresh(expired.url)
             except _NotAZip as problem:
                 not_zips += 1
                 if not_zips >= NOT_A_ZIP_ATTEMPTS:  # not the network: more retries would only take longer
@@ -127,21 +123,55 @@ def download(
             except Transient as problem:
                 last_problem = str(problem)
             except (requests.exceptions.RequestException, OSError) as exc:
-                problem = retry.network_problem(exc, host)  # str(exc) would carry the URL
-                if problem is not None:
-                    last_problem = str(problem)
-                elif isinstance(exc, requests.exceptions.RequestException):
-                    # A certificate is not a transient fault, and retrying one hides what is wrong.
-                    raise DownloadError(f"the TLS certificate of {host} was not accepted (certificate verify failed): "
-                                        "check the system's CA certificates, or set REQUESTS_CA_BUNDLE to a private "
-                                        "CA's", layer=layer) from None
-                else:
-                    raise
+                last_problem = str(network_problem(exc, host, layer))
             except ValueError:
                 # urllib.parse, urllib3 and requests raise it for a Location that does not parse.
                 last_problem = f"{host} redirected to a malformed URL"
-    raise DownloadError(f"download failed after {tries} attempts: {last_problem}; check the network and run again",
-                        layer=layer)
+            failures = budget.spend()
+            if failures is None:
+                raise DownloadError(f"download failed after {budget.attempts} attempts: {last_problem}; check the "
+                                    "network and run again", layer=layer)
+            _sleep(retry.backoff(failures), check)
+
+
+def network_problem(exc: BaseException, host: str, layer: str) -> Transient:
+    """The retryable problem a requests/OS error is; raises what is not one."""
+    import requests
+
+    problem = retry.network_problem(exc, host)  # never str(exc): it would carry the URL
+    if problem is not None:
+        return problem
+    if isinstance(exc, requests.exceptions.RequestException):
+        # A certificate is not a transient fault, and retrying one hides what is wrong.
+        raise DownloadError(f"the TLS certificate of {host} was not accepted (certificate verify failed): "
+                            "check the system's CA certificates, or set REQUESTS_CA_BUNDLE to a private CA's",
+                            layer=layer) from None
+    raise exc
+
+
+class Location:
+    """Where a download is: a presigned URL, which a 403 (expired) replaces once by a fresh
+    one from the API. Shared by the connections of a ranged download."""
+
+    def __init__(self, url: str, refresh_url: Callable[[], str] | None, layer: str) -> None:
+        self.url = url
+        self.host = urlsplit(url).hostname or "?"
+        self._refresh_url = refresh_url
+        self._refreshed = False
+        self.layer = layer
+        self._lock = threading.Lock()
+
+    def refresh(self, expired: str) -> str:
+        """A URL to use instead of `expired`: a fresh one, or the one another connection got."""
+        with self._lock:
+            if self.url != expired:
+                return self.url
+            if self._refresh_url is None or self._refreshed:
+                raise DownloadError(f"download refused by {self.host} (HTTP 403): the URL has expired or access is "
+                                    "denied; run again", layer=self.layer) from None
+            self._refreshed = True
+            self.url = self._refresh_url()
+            return self.url
 
 
 def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> str:
@@ -151,7 +181,7 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
         status = response.status_code
         host = urlsplit(url).hostname
         if status != 200:
-            _raise_for_status(status, host, layer)
+            _raise_for_status(status, url, layer)
         limit = expected.byte_cap
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -192,11 +222,12 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
     return sha
 
 
-def _raise_for_status(status: int, host: str, layer: str) -> None:
+def _raise_for_status(status: int, url: str, layer: str) -> None:
     """What an answer other than the one asked for means: a URL to refresh, a transient
     fault, or the end of the download."""
+    host = urlsplit(url).hostname
     if status == 403:
-        raise _Expired()
+        raise _Expired(url)
     if status == 429 or status >= 500:
         raise Transient(f"{host} answered HTTP {status}")
     raise DownloadError(f"download failed: {host} answered HTTP {status}", layer=layer)

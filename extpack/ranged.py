@@ -22,14 +22,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from extpack import retry
 from extpack.download import (
     CHUNK,
     POLL_SECONDS,
     ZIP_MAGIC,
     DownloadError,
     Expected,
+    Location,
+    _Expired,
     _not_a_zip,
+    _NotAZip,
     _raise_for_status,
+    network_problem,
 )
 from extpack.retry import Transient
 
@@ -75,15 +80,17 @@ class ObjectChanged(Transient):
     """The object changed between two ranges (412 on If-Match, or another ETag): start over."""
 
 
-def fetch_ranged(url: str, fd: int, expected: Expected, parts: list[Part], timeout, layer: str,
-                 check: Callable[[int], None]) -> str:
-    """Fetch `parts` of `url` into `fd` over up to MAX_CONNECTIONS connections; return the sha256.
+def fetch_ranged(location: Location, fd: int, expected: Expected, parts: list[Part], timeout,
+                 check: Callable[[int], None], budget: retry.Budget) -> str:
+    """Fetch `parts` into `fd` over up to MAX_CONNECTIONS connections; return the sha256.
 
-    Errors of any connection end the whole fetch (the caller's retry loop decides what
-    next); `check` is called with every chunk's size, and with 0 while waiting, in this
-    thread only.
+    A connection that fails (cut off, timed out, a 5xx) resumes its range where it stopped,
+    with If-Match, after the shared retry policy's backoff; an expired URL is replaced by a
+    fresh one and the range resumes. A changed object, ranges answered wrongly, or no
+    attempt left end the whole fetch (the caller decides what next). `check` is called with
+    every chunk's size, and with 0 while waiting, in this thread only.
     """
-    job = _Job(url, fd, expected, timeout, layer)
+    job = _Job(location, fd, expected, timeout, budget)
     job.start_workers([parts[0]], 1)
     hasher = _PrefixHasher(fd, parts)
     try:
@@ -91,11 +98,10 @@ def fetch_ranged(url: str, fd: int, expected: Expected, parts: list[Part], timeo
             kind, value = job.next_event(check)
             if kind == "progress":
                 check(value)
-            elif kind == "head":  # the probe's answer: ranges honoured (the ETag), or one stream
-                if value is None:
+            elif kind == "head":  # the probe's answer: one stream (the server ignores ranges), or ranges
+                if value:
                     hasher.parts = [Part(0, 0, expected.size - 1)]
                 else:
-                    job.etag = value
                     rest = parts[1:]
                     job.start_workers(rest, min(MAX_CONNECTIONS - 1, len(rest)))
             elif kind == "done":
@@ -145,15 +151,16 @@ class _Job:
     """The connections of one ranged fetch. Workers report through one queue, which only
     the calling thread reads: it alone reports progress and decides what an error means."""
 
-    def __init__(self, url: str, fd: int, expected: Expected, timeout, layer: str) -> None:
-        self.url = url
+    def __init__(self, location: Location, fd: int, expected: Expected, timeout, budget: retry.Budget) -> None:
+        self.location = location
         self.fd = fd
         self.size = expected.size
         self.cap = expected.byte_cap
         self.timeout = timeout
-        self.layer = layer
-        self.host = urlsplit(url).hostname or "?"
-        self.etag: str | None = None
+        self.budget = budget
+        self.layer = location.layer
+        self.host = location.host
+        self.etag: str | None = None  # the first answer's; None until it came
         self.stop = threading.Event()
         # Held around every write and around halt(): once halt() returned, no worker writes
         # to the file again (the caller may retry into it, or close the fd for another file).
@@ -194,60 +201,95 @@ class _Job:
             self.events.put(("error", exc))
 
     def _fetch(self, session, part: Part) -> None:
-        headers = {"Range": part.header}
+        """Fetch one range, resuming it where it stopped after a failure."""
+        import requests
+
+        cursor = _Cursor(part, part.start)
+        while not self.stop.is_set():
+            url = self.location.url
+            try:
+                self._stream(session, url, cursor)
+            except _Expired:
+                self.location.refresh(url)
+                continue
+            except (ObjectChanged, RangesUnreliable, _NotAZip):
+                raise  # resuming cannot cure these: start over
+            except (Transient, requests.exceptions.RequestException, OSError) as exc:
+                if not isinstance(exc, Transient):
+                    network_problem(exc, self.host, self.layer)  # raises what is not a network fault
+                failures = self.budget.spend()
+                if failures is None:
+                    raise
+                if self.stop.wait(retry.backoff(failures)):
+                    return
+                continue
+            self.events.put(("done", cursor.part.index))
+            return
+
+    def _stream(self, session, url: str, cursor: _Cursor) -> None:
+        part = cursor.part
+        headers = {"Range": f"bytes={cursor.offset}-{part.end}"}
         if self.etag:
             headers["If-Match"] = self.etag
-        with session.get(self.url, headers=headers, stream=True, timeout=self.timeout,
-                         allow_redirects=True) as response:
-            part = self._check_answer(response, part)
-            offset = part.start
+        with session.get(url, headers=headers, stream=True, timeout=self.timeout, allow_redirects=True) as response:
+            self._check_answer(response, cursor)
+            part = cursor.part  # the whole zip, when the probe was answered 200
             for chunk in response.iter_content(CHUNK):
-                if offset == 0 and chunk[: len(ZIP_MAGIC)] != ZIP_MAGIC:
+                if cursor.offset == 0 and chunk[: len(ZIP_MAGIC)] != ZIP_MAGIC:
                     raise _not_a_zip(self.host, response)
-                if offset + len(chunk) > part.end + 1:
+                if cursor.offset + len(chunk) > part.end + 1:
                     raise DownloadError(f"the server sent more than the expected {self.cap} bytes: refusing it",
                                         layer=self.layer) if part.end + 1 == self.size else \
                         RangesUnreliable(f"{self.host} sent more bytes than the range asked for")
                 with self._writing:
                     if self.stop.is_set():
                         return
-                    _pwrite_all(self.fd, chunk, offset)
-                offset += len(chunk)
+                    _pwrite_all(self.fd, chunk, cursor.offset)
+                cursor.offset += len(chunk)
                 self.events.put(("progress", len(chunk)))
-        if offset != part.end + 1:
-            raise Transient(f"the download was truncated ({offset - part.start} of {part.end + 1 - part.start} bytes "
-                         "of a range)")
-        self.events.put(("done", part.index))
+        if cursor.offset != part.end + 1:
+            raise Transient(f"the download was cut off ({cursor.offset - part.start} of {part.end + 1 - part.start} "
+                            "bytes of a range)")
 
-    def _check_answer(self, response, part: Part) -> Part:
-        """The part this answer carries: the one asked for, or (the probe answered 200) the
-        whole zip on one stream. Anything else raises."""
+    def _check_answer(self, response, cursor: _Cursor) -> None:
+        """Accept the answer for `cursor` (the probe's 200 turns it into the whole zip), or raise."""
         status = response.status_code
+        first = self.etag is None
         if status == 412:
             raise ObjectChanged(f"the object at {self.host} changed during the download")
-        if status == 200 and part.index == 0 and self.etag is None:
+        if status == 200 and first:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > self.cap:
                 raise DownloadError(f"the server offers {int(declared)} bytes but the layer is {self.cap} bytes "
                                     "at most: refusing it", layer=self.layer)
-            self.events.put(("head", None))
-            return Part(0, 0, self.size - 1)
+            self.etag = response.headers.get("ETag") or ""
+            cursor.part = Part(0, 0, self.size - 1)
+            self.events.put(("head", True))
+            return
         if status == 200:
             raise RangesUnreliable(f"{self.host} stopped honouring byte ranges")
         if status != 206:
-            _raise_for_status(status, self.host, self.layer)
+            _raise_for_status(status, response.url or self.location.url, self.layer)
             raise Transient(f"{self.host} answered HTTP {status} to a byte range")
         found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
-        if found is None or (int(found[1]), int(found[2])) != (part.start, part.end):
+        if found is None or (int(found[1]), int(found[2])) != (cursor.offset, cursor.part.end):
             raise RangesUnreliable(f"{self.host} answered a byte range with other bytes than asked for")
         if int(found[3]) != self.size:
-            raise Transient(f"{self.host} has {int(found[3])} bytes, not the expected {self.size}")
+            raise ObjectChanged(f"{self.host} has {int(found[3])} bytes, not the expected {self.size}")
         etag = response.headers.get("ETag") or ""
-        if self.etag is None:
-            self.events.put(("head", etag))
+        if first:
+            self.etag = etag
+            self.events.put(("head", False))
         elif etag != self.etag:
             raise ObjectChanged(f"the object at {self.host} changed during the download")
-        return part
+
+
+@dataclass
+class _Cursor:
+    """A range being fetched, and how far it has arrived."""
+
+    part: Part
+    offset: int
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

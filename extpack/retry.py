@@ -13,6 +13,7 @@ import http.client
 import os
 import random
 import socket
+import threading
 from collections.abc import Iterator
 
 ATTEMPTS = 5
@@ -43,6 +44,22 @@ def backoff(failed_attempts: int) -> float:
     except ValueError:
         base = 1.0
     return random.random() * min(BACKOFF_CAP, base * 2 ** (failed_attempts - 1))
+
+
+class Budget:
+    """The attempts of one download, shared by all its connections: every failure anywhere
+    spends one, so a download gives up after the same number of failures however it is split."""
+
+    def __init__(self) -> None:
+        self.attempts = attempts()
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    def spend(self) -> int | None:
+        """Count a failure: the failures so far, or None when no attempt is left."""
+        with self._lock:
+            self._failures += 1
+            return self._failures if self._failures < self.attempts else None
 
 
 class Transient(Exception):

@@ -4,7 +4,8 @@ The loopback server here is FakeLambda with blob answers that misbehave the ways
 and proxies do with ranges: honouring them (and holding the first range open until a second
 one is asked for, so a client that fetches one range at a time is caught), ignoring them
 (200 with the whole zip), answering with other bytes than asked (a wrong Content-Range),
-and an object replaced mid-download (If-Match answered 412).
+and an object replaced mid-download (If-Match answered 412). A range cut off mid-body, or
+refused because its URL expired, resumes where it stopped instead of starting over.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ FAST_RETRIES = {"EXTPACK_RETRY_BACKOFF": "0.01"}
 class RangeLambda(FakeLambda):
     def __init__(self) -> None:
         super().__init__()
-        self.mode = "honour"  # "ignore", "wrong-range", "replace"
+        self.mode = "honour"  # "ignore", "wrong-range", "replace", "expire"
         self.replacement: bytes | None = None
         self._ranges = threading.Condition()
         self.ranges_asked = 0
@@ -50,6 +51,9 @@ class RangeLambda(FakeLambda):
             response.body = data[:length]
             response.headers = [(k, f"bytes 0-{length - 1}/{size}" if k == "Content-Range" else v)
                                 for k, v in response.headers]
+        if self.mode == "expire" and response.status == 206:
+            self.expire_urls()  # every URL handed out so far: this answer is the last one served
+            self.mode = "expired"
         if self.mode == "replace" and response.status == 206 and self.replacement is not None:
             layer = next(lv for lv in self.layers if lv.data is data)
             layer.data, self.replacement = self.replacement, None  # after this answer, another object
@@ -162,3 +166,42 @@ def test_an_object_replaced_mid_download_is_never_stitched(fake_lambda, run_extp
     assert_clean_after_failure(tmp_path, tmp_path / "cache")
     assert {k: v for k, v in tree_snapshot(tmp_path).items() if not k.startswith("cache")} == \
         {k: v for k, v in before.items() if not k.startswith("cache")}
+
+
+def served_bytes(calls) -> int:
+    """Bytes the server was asked for in the ranges it answered."""
+    return sum(end + 1 - start for start, end in ranges_of([c for c in calls if c.status == 206]))
+
+
+def test_a_range_cut_off_mid_body_resumes_where_it_stopped(fake_lambda, run_extpack, aws_env, payload, tmp_path):
+    zip_bytes = big_layer(payload)
+    layer = fake_lambda.add_layer("big", zip_bytes)
+    # The first range: its Content-Length, two thirds of its body, then the connection closes.
+    fake_lambda.inject("truncate", layer.arn)
+
+    run_extpack("fetch", layer.arn, env={**aws_env, **FAST_RETRIES}, check=True)
+
+    assert staged_sha(tmp_path) == hashlib.sha256(payload).hexdigest()
+    calls = fake_lambda.download_calls
+    first_end = ranges_of(calls[:1])[0][1]
+    resumed = [c for c in calls[1:] if c.headers["Range"].endswith(f"-{first_end}")]
+    assert resumed and not resumed[0].headers["Range"].startswith("bytes=0-"), "the cut range started over"
+    assert resumed[0].headers.get("If-Match") == '"' + hashlib.md5(zip_bytes).hexdigest() + '"'  # noqa: S324
+    assert served_bytes(calls) <= len(zip_bytes) + first_end + 1, "more than the cut range was fetched again"
+
+
+def test_an_expired_url_gets_a_fresh_one_and_the_ranges_resume(fake_lambda, run_extpack, aws_env, payload, tmp_path):
+    fake_lambda.mode = "expire"
+    zip_bytes = big_layer(payload)
+    layer = fake_lambda.add_layer("big", zip_bytes)
+
+    run_extpack("fetch", layer.arn, env={**aws_env, **FAST_RETRIES}, check=True)
+
+    assert staged_sha(tmp_path) == hashlib.sha256(payload).hexdigest()
+    assert len(fake_lambda.calls("GetLayerVersionByArn")) == 2, "one fresh URL from the API"
+    calls = fake_lambda.download_calls
+    assert any(c.status == 403 for c in calls)
+    fresh = fake_lambda.issued_urls[-1]
+    assert all(c.path == fresh[fresh.index("/layer-blobs/"):] for c in calls[calls.index(
+        next(c for c in calls if c.status == 403)):] if c.status == 206)
+    assert served_bytes(calls) == len(zip_bytes), "a range was fetched twice: the download started over"
