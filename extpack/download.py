@@ -77,8 +77,10 @@ def download(
 ) -> str:
     """Write the body of `url` to `fd` (from offset 0) and return its sha256 hex.
 
-    Retries connection errors, truncation, 5xx and 429 with exponential backoff; a 403
-    is answered once by a fresh URL from `refresh_url`. A body that is not a complete zip
+    A zip of known size and sha256 arrives as byte ranges (extpack/ranged.py: concurrent
+    for a large one, resumed where a failure cut them); any other as one stream. Retries
+    connection errors, truncation, 5xx and 429 under the one retry policy (extpack/retry.py);
+    a 403 is answered once by a fresh URL from `refresh_url`. A body that is not a complete zip
     (an error page, a download cut short with no size to check it against) is a failed
     attempt, never a result. `on_progress` is also called with 0 while waiting: an
     exception from it (a cancelled fetch) ends the download at once. Each attempt has a
@@ -106,7 +108,7 @@ def download(
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
             try:
-                attempt_check = _with_deadline(check, expected.byte_cap, 2 * timeout[1], host, layer)
+                attempt_check = _with_deadline(check, expected.byte_cap, 2 * timeout[1], host, layer, budget)
                 if parts is not None:
                     return ranged.fetch_ranged(location, fd, expected, parts, timeout, attempt_check, budget)
                 return _fetch_once(session, location.url, fd, expected, timeout, layer, attempt_check)
@@ -233,22 +235,25 @@ def _raise_for_status(status: int, url: str, layer: str) -> None:
     raise DownloadError(f"download failed: {host} answered HTTP {status}", layer=layer)
 
 
-def _with_deadline(check: Callable[[int], None], cap: int, grace: float, host: str,
-                   layer: str) -> Callable[[int], None]:
-    """`check`, which also ends the download once this attempt has outlived its deadline."""
+def _with_deadline(check: Callable[[int], None], cap: int, grace: float, host: str, layer: str,
+                   budget: retry.Budget) -> Callable[[int], None]:
+    """`check`, which also ends the download once this attempt has outlived its deadline.
+    A ranged attempt resumes its ranges within itself: each failure so far adds a grace."""
     rate = _float_env("EXTPACK_MIN_RATE", DEFAULT_MIN_RATE)
-    allowed = grace + cap / rate if rate > 0 else float("inf")
     started = time.monotonic()
+    spent = budget.failures
     received = 0
 
     def checked(amount: int) -> None:
         nonlocal received
         check(amount)
         received += amount
+        graces = grace * (1 + budget.failures - spent)
+        allowed = graces + cap / rate if rate > 0 else float("inf")
         if time.monotonic() - started > allowed:
             raise DownloadError(
                 f"the download from {host} is too slow: {received} bytes of {cap} in {allowed:.0f} s, its deadline "
-                f"({grace:.0f} s, then {rate:.0f} bytes/s): check the network, or lower EXTPACK_MIN_RATE",
+                f"({graces:.0f} s, then {rate:.0f} bytes/s): check the network, or lower EXTPACK_MIN_RATE",
                 layer=layer)
 
     return checked

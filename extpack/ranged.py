@@ -65,8 +65,10 @@ class Part:
 
 def plan(size: int | None) -> list[Part] | None:
     """Ranges of about TARGET_PART bytes, all the same size, for a zip worth splitting."""
-    if size is None or size < MIN_RANGED:
+    if size is None or size == 0:
         return None
+    if size < MIN_RANGED:  # one range: a cut-off download still resumes
+        return [Part(0, 0, size - 1)]
     count = -(-size // TARGET_PART)
     step = -(-size // count)
     return [Part(i, i * step, min(size, (i + 1) * step) - 1) for i in range(count)]
@@ -248,8 +250,8 @@ class _Job:
                 cursor.offset += len(chunk)
                 self.events.put(("progress", len(chunk)))
         if cursor.offset != part.end + 1:
-            raise Transient(f"the download was cut off ({cursor.offset - part.start} of {part.end + 1 - part.start} "
-                            "bytes of a range)")
+            raise Transient(f"the download was truncated ({cursor.offset - part.start} of "
+                            f"{part.end + 1 - part.start} bytes of a range)")
 
     def _check_answer(self, response, cursor: _Cursor) -> None:
         """Accept the answer for `cursor` (the probe's 200 turns it into the whole zip), or raise."""

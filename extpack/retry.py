@@ -55,6 +55,10 @@ class Budget:
         self._failures = 0
         self._lock = threading.Lock()
 
+    @property
+    def failures(self) -> int:
+        return self._failures
+
     def spend(self) -> int | None:
         """Count a failure: the failures so far, or None when no attempt is left."""
         with self._lock:

@@ -76,14 +76,8 @@ class RangeLambda(FakeLambda):
 
 
 @pytest.fixture
-def fake_lambda():
-    server = RangeLambda()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-    assert not server.errors, "FakeLambda handler errors:\n" + "\n".join(server.errors)
+def fake_lambda_class():
+    return RangeLambda
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +199,18 @@ def test_an_expired_url_gets_a_fresh_one_and_the_ranges_resume(fake_lambda, run_
     assert all(c.path == fresh[fresh.index("/layer-blobs/"):] for c in calls[calls.index(
         next(c for c in calls if c.status == 403)):] if c.status == 206)
     assert served_bytes(calls) == len(zip_bytes), "a range was fetched twice: the download started over"
+
+
+def test_a_small_zip_cut_off_resumes_too(fake_lambda, run_extpack, aws_env, payload, tmp_path):
+    zip_bytes = big_layer(payload[: 4 * 1024 * 1024])  # one range: too small to split
+    layer = fake_lambda.add_layer("demo", zip_bytes)
+    fake_lambda.inject("truncate", layer.arn)  # two thirds of the zip, then the connection closes
+
+    run_extpack("fetch", layer.arn, env={**aws_env, **FAST_RETRIES}, check=True)
+
+    first, resumed = fake_lambda.download_calls
+    assert first.headers["Range"] == f"bytes=0-{len(zip_bytes) - 1}"
+    assert resumed.headers["Range"] != first.headers["Range"] and resumed.headers["Range"].endswith(
+        f"-{len(zip_bytes) - 1}") and resumed.headers.get("If-Match")
+    assert served_bytes([first, resumed]) < 2 * len(zip_bytes)
+    assert cache_blobs(tmp_path / "cache") == [layer.sha256_hex]
