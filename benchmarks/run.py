@@ -277,6 +277,8 @@ class Bench:
             "no_proxy": "127.0.0.1,localhost",
         })
         self.extpack = extpack_argv()
+        # This checkout's extpack, whatever the interpreter has installed.
+        self.extpack_env = {**self.base_env, "PYTHONPATH": str(REPO)}
 
     # -- command lines --------------------------------------------------------------------
 
@@ -284,11 +286,10 @@ class Bench:
                    lock: Path | None = None) -> tuple[list[str], dict[str, str], Path]:
         """The command line of one tool fetching `arns` into `work/stage`; returns
         (argv, env, stage)."""
-        env = dict(self.base_env)
+        env = dict(self.extpack_env if tool.key == "extpack" else self.base_env)
         stage = work / "stage"
         if tool.key == "extpack":
             env["EXTPACK_CACHE_DIR"] = str(cache or work / "cache")
-            env["PYTHONPATH"] = str(REPO)  # this checkout's extpack, whatever is installed
             argv = [*self.extpack, "fetch", *arns, "--stage-dir", str(stage),
                     "--lock", str(lock or work / "extpack.lock")]
         elif tool.key == "aws":
@@ -619,7 +620,7 @@ def run_cases(bench: Bench, cases: list[str], runs: int, refs: dict[str, dict], 
             extpack_tool = tools[0]
             if case == "help":
                 argv = [*bench.extpack, "--help"]
-                env = dict(bench.base_env)
+                env = dict(bench.extpack_env)
             else:
                 work = bench.root / "noop" / "extpack"
                 if not (work / "stage" / "manifest.json").exists():
@@ -630,7 +631,7 @@ def run_cases(bench: Bench, cases: list[str], runs: int, refs: dict[str, dict], 
                 # build context is the output's folder, and the stage must be inside it.
                 argv = [*bench.extpack, "render", "--stage-dir", str(work / "stage"), "--lock",
                         str(work / "extpack.lock"), "--output", str(work / "Dockerfile")]
-                env = dict(bench.base_env)
+                env = dict(bench.extpack_env)
             bench.run(argv, env, f"{case}-warmup.log")  # untimed: page cache and .pyc warm
 
             def one_cli(tool: Tool, k: int, argv=argv, env=env, case=case) -> Sample:
@@ -757,7 +758,7 @@ def versions(tools: list[Tool], extpack: list[str]) -> dict[str, str]:
     by_key = {t.key: t for t in tools}
     out = {
         "python": sys.version.split()[0] + f" ({sys.executable})",
-        "extpack": _cmd_out([*extpack, "--version"]) + _git_describe(),
+        "extpack": _cmd_out([*extpack, "--version"], env={**os.environ, "PYTHONPATH": str(REPO)}) + _git_describe(),
         "boto3": _pkg_version("boto3"),
         "botocore": _pkg_version("botocore"),
         "requests": _pkg_version("requests"),

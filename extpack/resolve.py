@@ -73,6 +73,7 @@ class LambdaResolver:
         """GetLayerVersionByArn for a versioned ARN; unversioned ARNs must be pinned first."""
         assert source.arn is not None and source.arn.version is not None
         arn = source.arn
+        _import_downloader_meanwhile()
         response = self._call(arn, "get_layer_version_by_arn", Arn=str(arn))
         try:
             resolved = _checked_answer(response, source)
@@ -117,6 +118,16 @@ class LambdaResolver:
             return getattr(self._client(arn.region), operation)(**kwargs)
         except Exception as exc:
             raise _aws_error(exc, str(arn)) from exc
+
+
+_downloader_import = threading.Lock()
+
+
+def _import_downloader_meanwhile() -> None:
+    """Import requests (~75 ms) in a thread while this one waits for the API's answer (tens of
+    milliseconds over a real link): the download that follows the answer needs it."""
+    if _downloader_import.acquire(blocking=False):
+        threading.Thread(target=__import__, args=("requests",), name="extpack-import", daemon=True).start()
 
 
 def _checked_answer(response: dict, source: Source) -> ResolvedLayer:
