@@ -185,12 +185,7 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
         if status != 200:
             _raise_for_status(status, url, layer)
         limit = expected.byte_cap
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise DownloadError(
-                f"the server offers {int(declared)} bytes but the layer is {limit} bytes at most: refusing it",
-                layer=layer,
-            )
+        _refuse_over(_declared_length(response), limit, layer)
         digest = hashlib.sha256()
         received = 0
         prefix = b""
@@ -222,6 +217,18 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
         # closed early without a Content-Length looks like success, so ask the zip itself.
         raise Transient(f"the download from {host} is not a complete zip (cut short?)")
     return sha
+
+
+def _declared_length(response) -> int | None:
+    declared = response.headers.get("Content-Length")
+    return int(declared) if declared and declared.isdigit() else None
+
+
+def _refuse_over(offered: int | None, cap: int, layer: str) -> None:
+    """A server offering more than the layer can be is refused before a byte is read."""
+    if offered is not None and offered > cap:
+        raise DownloadError(f"the server offers {offered} bytes but the layer is {cap} bytes at most: refusing it",
+                            layer=layer)
 
 
 def _raise_for_status(status: int, url: str, layer: str) -> None:

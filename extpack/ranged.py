@@ -33,7 +33,9 @@ from extpack.download import (
     _Expired,
     _not_a_zip,
     _NotAZip,
+    _declared_length,
     _raise_for_status,
+    _refuse_over,
     network_problem,
 )
 from extpack.retry import Transient
@@ -260,10 +262,7 @@ class _Job:
         if status == 412:
             raise ObjectChanged(f"the object at {self.host} changed during the download")
         if status == 200 and first:
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > self.cap:
-                raise DownloadError(f"the server offers {int(declared)} bytes but the layer is {self.cap} bytes "
-                                    "at most: refusing it", layer=self.layer)
+            _refuse_over(_declared_length(response), self.cap, self.layer)
             self.etag = response.headers.get("ETag") or ""
             cursor.part = Part(0, 0, self.size - 1)
             self.events.put(("head", True))
@@ -276,8 +275,10 @@ class _Job:
         found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
         if found is None or (int(found[1]), int(found[2])) != (cursor.offset, cursor.part.end):
             raise RangesUnreliable(f"{self.host} answered a byte range with other bytes than asked for")
-        if int(found[3]) != self.size:
-            raise ObjectChanged(f"{self.host} has {int(found[3])} bytes, not the expected {self.size}")
+        total = int(found[3])
+        _refuse_over(total, self.cap, self.layer)
+        if total != self.size:
+            raise ObjectChanged(f"{self.host} has {total} bytes, not the expected {self.size}")
         etag = response.headers.get("ETag") or ""
         if first:
             self.etag = etag

@@ -214,3 +214,16 @@ def test_a_small_zip_cut_off_resumes_too(fake_lambda, run_extpack, aws_env, payl
         f"-{len(zip_bytes) - 1}") and resumed.headers.get("If-Match")
     assert served_bytes([first, resumed]) < 2 * len(zip_bytes)
     assert cache_blobs(tmp_path / "cache") == [layer.sha256_hex]
+
+
+def test_a_range_answer_offering_more_than_code_size_is_refused_at_once(fake_lambda, run_extpack, aws_env, payload,
+                                                                       tmp_path):
+    zip_bytes = big_layer(payload)
+    layer = fake_lambda.add_layer("big", zip_bytes, code_size=len(zip_bytes) - 2 * 1024 * 1024)
+
+    result = run_extpack("fetch", layer.arn, env={**aws_env, **FAST_RETRIES})
+
+    line = assert_fails(result, 4, names=layer.arn)
+    assert f"offers {len(zip_bytes)} bytes" in line
+    assert len(fake_lambda.download_calls) == 1, "a server offering too much is not asked again"
+    assert_clean_after_failure(tmp_path, tmp_path / "cache")
