@@ -1,4 +1,5 @@
-"""Concurrent byte-range GETs of one large zip of known size and sha256.
+"""Byte-range GETs of a zip of known size and sha256: concurrent for a large one, resumed
+where a failure cut them for any.
 
 One GET stream is limited (S3 gives one connection ~50-90 MB/s; AWS's guidance for large
 objects is concurrent byte-range GETs), so a large zip is fetched as ranges over several
@@ -7,8 +8,9 @@ beyond a chunk per connection). The first range is also the probe: its answer sa
 the server honours Range (206) or ignores it (200: that one answer then carries the whole
 zip, on one stream). Every later range is asked with If-Match on the first answer's ETag,
 and must come back 206 with exactly the Content-Range asked for and the same ETag: a
-changed object is never stitched from two versions. The sha256 is computed over the whole
-file, in order, as its prefix completes; the caller trusts nothing before it matched.
+changed object is never stitched from two versions. A range cut off (or refused for an
+expired URL, which is then refreshed) resumes where it stopped. The sha256 is computed over
+the whole file, in order, as its prefix completes; the caller trusts nothing before it matched.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from extpack import retry
 from extpack.download import (
@@ -49,7 +50,7 @@ MiB = 1 << 20
 # for faster links, without opening dozens of sockets per layer.
 TARGET_PART = 8 * MiB
 MAX_CONNECTIONS = 8
-# Below two ranges one stream is as fast: a 16 MiB zip takes ~0.3 s on one S3 connection.
+# Below two ranges one range is as fast: a 16 MiB zip takes ~0.3 s on one S3 connection.
 MIN_RANGED = 2 * TARGET_PART
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
@@ -59,10 +60,6 @@ class Part:
     index: int
     start: int
     end: int  # inclusive, as in a Range header
-
-    @property
-    def header(self) -> str:
-        return f"bytes={self.start}-{self.end}"
 
 
 def plan(size: int | None) -> list[Part] | None:

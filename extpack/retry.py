@@ -40,7 +40,7 @@ def backoff(failed_attempts: int) -> float:
     """Seconds to wait after `failed_attempts` (>= 1) failures. EXTPACK_RETRY_BACKOFF scales
     the 1 s base (tests make it tiny)."""
     try:
-        base = float(os.environ.get("EXTPACK_RETRY_BACKOFF", 1.0))
+        base = float(os.environ.get("EXTPACK_RETRY_BACKOFF") or 1.0)
     except ValueError:
         base = 1.0
     return random.random() * min(BACKOFF_CAP, base * 2 ** (failed_attempts - 1))
