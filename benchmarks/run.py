@@ -1,12 +1,14 @@
 """extpack's benchmark suite: one command, every case, extpack against the ways people do it.
 
-    python benchmarks/run.py [--runs N] [--quick] [--output FILE] [--tools LIST] [--cases LIST]
+    python benchmarks/run.py [--runs N] [--quick] [--output FILE] [--tools LIST] [--cases LIST] [--link s3]
 
 Generates the workload (benchmarks/make_workload.py, cached in benchmarks/work/), starts
 the loopback Lambda API (tests/lambda_server.py) with the four layers, installs the peers
 into their own venvs on first use (benchmarks/work/venv-*), then times every case for
 every tool, interleaved (run k runs each tool once, in an order rotated by k), and writes
-benchmarks/RESULTS.md.  See benchmarks/README.md for what each case means.
+benchmarks/RESULTS.md.  With --link, the cold cases also run over a model of S3 and the
+Lambda API as a CI runner sees them (benchmarks/link.py), against the link's floor.
+See benchmarks/README.md for what each case means.
 """
 
 from __future__ import annotations
