@@ -1,12 +1,14 @@
 """extpack's benchmark suite: one command, every case, extpack against the ways people do it.
 
-    python benchmarks/run.py [--runs N] [--quick] [--output FILE] [--tools LIST] [--cases LIST]
+    python benchmarks/run.py [--runs N] [--quick] [--output FILE] [--tools LIST] [--cases LIST] [--link s3]
 
 Generates the workload (benchmarks/make_workload.py, cached in benchmarks/work/), starts
 the loopback Lambda API (tests/lambda_server.py) with the four layers, installs the peers
 into their own venvs on first use (benchmarks/work/venv-*), then times every case for
 every tool, interleaved (run k runs each tool once, in an order rotated by k), and writes
-benchmarks/RESULTS.md.  See benchmarks/README.md for what each case means.
+benchmarks/RESULTS.md.  With --link, the cold cases also run over a model of S3 and the
+Lambda API as a CI runner sees them (benchmarks/link.py), against the link's floor.
+See benchmarks/README.md for what each case means.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ PEERS = HERE / "peers"
 sys.path.insert(0, str(HERE))
 
 import floor
+import link as link_model
 import make_workload
 
 
@@ -68,7 +71,8 @@ TARGETS = {
 
 
 class BenchLambda(lambda_server.FakeLambda):
-    """FakeLambda with the server's own per-request hashing taken out of the timings.
+    """FakeLambda with the server's own per-request hashing taken out of the timings, and
+    an optional link model (benchmarks/link.py) that every answer goes through.
 
     The test server computes the ETag (md5 of the whole blob) on every download and the
     advertised CodeSha256 on every API call; for a 130 MB blob that is ~0.3 s of server
@@ -78,26 +82,34 @@ class BenchLambda(lambda_server.FakeLambda):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._etags: dict[int, str] = {}
+        self.link: link_model.Link | None = None  # set while the link-model cases run
 
     def add_layer(self, name, zip_bytes_or_path, *args, **kwargs):
         lv = super().add_layer(name, zip_bytes_or_path, *args, **kwargs)
         if lv.advertised_sha256 is None:
             lv.advertised_sha256 = base64.b64encode(hashlib.sha256(lv.data).digest()).decode("ascii")
-        self._etags[id(lv.data)] = '"' + hashlib.md5(lv.data).hexdigest() + '"'
+        self._etags[id(lv.data)] = super()._etag_of(lv.data)
         return lv
 
-    def _blob_response(self, h, data):  # an instance method here; the base's is static
-        etag = self._etags.get(id(data))
-        if etag is None or h.headers.get("Range"):
-            return lambda_server.FakeLambda._blob_response(h, data)
-        headers = [
-            ("Content-Type", "application/zip"),
-            ("Accept-Ranges", "bytes"),
-            ("ETag", etag),
-            ("Last-Modified", "Mon, 01 Jan 2024 12:00:00 GMT"),
-            ("x-amz-request-id", os.urandom(8).hex().upper()),
-        ]
-        return lambda_server._Response(200, headers, data)
+    def _etag_of(self, data):  # an instance method here; the base's is static
+        return self._etags.get(id(data)) or super()._etag_of(data)
+
+    def _send(self, h, response, fault):
+        link = self.link
+        if link is None or fault is not None:
+            return super()._send(h, response, fault)
+        download = h.path.startswith(lambda_server.BLOB_PREFIX)
+        time.sleep(link.model.first_byte if download else link.model.api_latency)
+        try:
+            h.send_response(response.status)
+            for name, value in response.headers:
+                h.send_header(name, value)
+            h.send_header("Content-Length", str(len(response.body)))
+            h.end_headers()
+            if h.command != "HEAD":
+                link.send_body(h, memoryview(response.body))
+        except (ConnectionError, TimeoutError):  # a client that hung up (or was killed)
+            h.close_connection = True
 
 
 # --------------------------------------------------------------------------- running
@@ -249,6 +261,7 @@ class Bench:
         self.tools = tools
         self.root = root
         self.log = log
+        self.link = link_model.Link(link_model.MODELS[args.link]) if getattr(args, "link", None) else None
         aws_config = root / "aws-config"
         aws_config.mkdir(parents=True, exist_ok=True)
         (aws_config / "config").touch()
@@ -266,6 +279,8 @@ class Bench:
             "no_proxy": "127.0.0.1,localhost",
         })
         self.extpack = extpack_argv()
+        # This checkout's extpack, whatever the interpreter has installed.
+        self.extpack_env = {**self.base_env, "PYTHONPATH": str(REPO)}
 
     # -- command lines --------------------------------------------------------------------
 
@@ -273,7 +288,7 @@ class Bench:
                    lock: Path | None = None) -> tuple[list[str], dict[str, str], Path]:
         """The command line of one tool fetching `arns` into `work/stage`; returns
         (argv, env, stage)."""
-        env = dict(self.base_env)
+        env = dict(self.extpack_env if tool.key == "extpack" else self.base_env)
         stage = work / "stage"
         if tool.key == "extpack":
             env["EXTPACK_CACHE_DIR"] = str(cache or work / "cache")
@@ -418,6 +433,7 @@ class CaseResult:
     notes: dict[str, str] = field(default_factory=dict)
     remarks: list[str] = field(default_factory=list)
     other_cpu: float = 0.0  # fraction of the machine used by other processes during the case
+    link_floor: float | None = None  # the link model's floor for this case's zips (link cases only)
 
     def times(self, tool: str) -> list[float]:
         return [s.seconds for s in self.samples.get(tool, []) if s.rc == 0]
@@ -466,8 +482,12 @@ CASES = {
     "warm": "New stage dir from a warm cache",
     "help": "`extpack --help`",
     "render": "`extpack render`",
+    "link4": "Link model: all four layers, cold cache",
+    "link1": "Link model: one 6 MB extension, cold cache",
 }
 QUICK_CASES = ("cold4", "noop", "help")
+LINK_CASES = ("link4", "link1")  # cold4 and cold1 again, every answer through the link model (--link)
+COLD_CASES = {"cold4": "cold4", "cold1": "cold1", "link4": "cold4", "link1": "cold1"}  # case -> its reference
 
 
 def rotate(tools: list[Tool], k: int) -> list[Tool]:
@@ -499,9 +519,10 @@ def run_cases(bench: Bench, cases: list[str], runs: int, refs: dict[str, dict], 
         log(f"case {case}: {CASES[case]}")
         watch = CpuWatch()
 
-        if case in ("cold4", "cold1"):
-            arns = bench.arns if case == "cold4" else bench.arns[:1]
-            reference = refs[case]
+        bench.server.link = bench.link if case in LINK_CASES else None
+        if case in COLD_CASES:
+            arns = bench.arns if COLD_CASES[case] == "cold4" else bench.arns[:1]
+            reference = refs[COLD_CASES[case]]
             # An untimed validation run of each peer: checks its stage, and warms it up.
             for tool in peers:
                 work = bench.fresh(case, tool.key, "validate")
@@ -516,10 +537,20 @@ def run_cases(bench: Bench, cases: list[str], runs: int, refs: dict[str, dict], 
             def one_cold(tool: Tool, k: int, arns=arns, case=case) -> Sample:
                 work = bench.fresh(case, tool.key, f"run-{k}")
                 argv, env, _ = bench.fetch_argv(tool, arns, work)
-                sample = bench.run(argv, env, f"{case}-{tool.key}-{k}.log", rss=case == "cold4")
+                sample = bench.run(argv, env, f"{case}-{tool.key}-{k}.log", rss=COLD_CASES[case] == "cold4")
                 shutil.rmtree(work)
                 return sample
 
+            if case in LINK_CASES:
+                zip_bytes = sum(bench.server.get_layer(arn).size for arn in arns)
+                model = bench.link.model
+                result.link_floor = model.floor(zip_bytes)
+                result.remarks.append(
+                    f"Every answer went through the link model `{model.name}`: {model.describe()}. Link floor = "
+                    f"{zip_bytes / 1e6:.1f} MB / {model.total / 1e6:.0f} MB/s + {model.api_latency * 1000:.0f} ms "
+                    f"(one API call) + {model.first_byte * 1000:.0f} ms (first byte) = "
+                    f"**{fmt_s(result.link_floor)}**.")
+                log(f"  link floor for {zip_bytes / 1e6:.1f} MB: {fmt_s(result.link_floor)}")
             timed_rounds(result, tools, one_cold)
             result.correctness["extpack"] = "reference"
 
@@ -591,7 +622,7 @@ def run_cases(bench: Bench, cases: list[str], runs: int, refs: dict[str, dict], 
             extpack_tool = tools[0]
             if case == "help":
                 argv = [*bench.extpack, "--help"]
-                env = dict(bench.base_env)
+                env = dict(bench.extpack_env)
             else:
                 work = bench.root / "noop" / "extpack"
                 if not (work / "stage" / "manifest.json").exists():
@@ -602,7 +633,7 @@ def run_cases(bench: Bench, cases: list[str], runs: int, refs: dict[str, dict], 
                 # build context is the output's folder, and the stage must be inside it.
                 argv = [*bench.extpack, "render", "--stage-dir", str(work / "stage"), "--lock",
                         str(work / "extpack.lock"), "--output", str(work / "Dockerfile")]
-                env = dict(bench.base_env)
+                env = dict(bench.extpack_env)
             bench.run(argv, env, f"{case}-warmup.log")  # untimed: page cache and .pyc warm
 
             def one_cli(tool: Tool, k: int, argv=argv, env=env, case=case) -> Sample:
@@ -611,6 +642,7 @@ def run_cases(bench: Bench, cases: list[str], runs: int, refs: dict[str, dict], 
             timed_rounds(result, [extpack_tool], one_cli)
             result.correctness["extpack"] = "—"
             result.remarks.append("No peer has an equivalent command.")
+        bench.server.link = None
         other, wall = watch.other_seconds()
         result.other_cpu = other / max(wall * (os.cpu_count() or 1), 1e-9)
         if result.other_cpu > 0.1:
@@ -728,7 +760,7 @@ def versions(tools: list[Tool], extpack: list[str]) -> dict[str, str]:
     by_key = {t.key: t for t in tools}
     out = {
         "python": sys.version.split()[0] + f" ({sys.executable})",
-        "extpack": _cmd_out([*extpack, "--version"]) + _git_describe(),
+        "extpack": _cmd_out([*extpack, "--version"], env={**os.environ, "PYTHONPATH": str(REPO)}) + _git_describe(),
         "boto3": _pkg_version("boto3"),
         "botocore": _pkg_version("botocore"),
         "requests": _pkg_version("requests"),
@@ -809,7 +841,7 @@ def targets_table(results: dict[str, CaseResult]) -> list[str]:
 
 def case_table(result: CaseResult, tools: list[Tool]) -> list[str]:
     base = result.median("extpack")
-    show_rss = result.key == "cold4"
+    show_rss = COLD_CASES.get(result.key) == "cold4"
     head = "| tool | median | min–max | runs | extpack is | " + ("peak RSS | " if show_rss else "") + \
         "correct? | notes |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -835,7 +867,40 @@ def case_table(result: CaseResult, tools: list[Tool]) -> list[str]:
             notes.append(f"{len(failures)} run(s) failed: {failures[0].stderr_tail}")
         lines.append(f"| {tool.label} | {fmt_s(med)} | {fmt_range(times)} | {len(times)} | {ratio} | {rss}"
                      f"{result.correctness.get(tool.key, '—')} | {'; '.join(n for n in notes if n)} |")
+    if result.link_floor is not None:
+        at = f"extpack at {base / result.link_floor:.2f}× the floor" if base else ""
+        lines.append(f"| link floor | {fmt_s(result.link_floor)} | — | — | — | " + ("— | " if show_rss else "") +
+                     f"— | zip bytes at the link's total rate + one API call + first byte; {at} |")
     return lines
+
+
+def link_targets_table(results: dict[str, CaseResult]) -> list[str]:
+    """Issue 15's targets for the link-model cases."""
+    rows = ["| case | target | measured (extpack median) | |", "|---|---|---|---|"]
+
+    def row(case: str, target: str, measured: str, met: bool) -> None:
+        rows.append(f"| {case} | {target} | {measured} | {'met' if met else '**not met**'} |")
+
+    four, one = results.get("link4"), results.get("link1")
+    if four is not None and four.median("extpack"):
+        m = four.median("extpack")
+        for peer, times, label in (("aws", 5.0, "aws CLI + curl + unzip"), ("boto3", 4.0, "boto3 + requests + zipfile")):
+            pm = four.median(peer)
+            if pm:
+                row("link model, all four cold", f"≥ {times:.0f}× faster than {label}", f"{pm / m:.1f}×",
+                    pm / m >= times)
+        bound = 1.3 * (four.link_floor + 0.35)
+        row("link model, all four cold", f"≤ 1.3 × (link floor + 0.35 s) = {fmt_s(bound)}", fmt_s(m), m <= bound)
+        rss = [s.rss_kb for s in four.samples.get("extpack", []) if s.rc == 0 and s.rss_kb]
+        if rss:
+            row("link model, all four cold", f"≤ {TARGETS['rss_mb']:.0f} MB peak RSS", f"{fmt_mb(max(rss))} max",
+                max(rss) / 1024 <= TARGETS["rss_mb"])
+    if one is not None and one.median("extpack"):
+        m = one.median("extpack")
+        bound = 1.3 * one.link_floor + 0.35
+        row("link model, one 6 MB extension cold", f"≤ 1.3 × link floor + 0.35 s = {fmt_s(bound)}", fmt_s(m),
+            m <= bound)
+    return rows if len(rows) > 2 else []
 
 
 def floor_section(rows: list[tuple[str, float, str]], cores: int) -> list[str]:
@@ -878,7 +943,8 @@ def write_report(path: Path, results: list[CaseResult], tools: list[Tool], bench
         "# extpack benchmark results",
         "",
         (f"Generated by `python benchmarks/run.py{' --quick' if quick else ''}"
-        f"{f' --runs {runs}' if runs != 5 and not quick else ''}` on {now}, "
+        f"{f' --runs {runs}' if runs != 5 and not quick else ''}"
+        f"{f' --link {bench.args.link}' if getattr(bench.args, 'link', None) else ''}` on {now}, "
         f"in {time.time() - started:.0f} s. {runs} timed run(s) per tool and case, interleaved; "
         "medians with min–max. \"extpack is N× faster\" is the peer's median over extpack's. "
         "See [README.md](README.md) for what each case does and how to read this."),
@@ -887,6 +953,8 @@ def write_report(path: Path, results: list[CaseResult], tools: list[Tool], bench
         "",
         *targets_table(by_key),
         "",
+        *(["## Targets over the link model (issue 15)", "", *link_targets_table(by_key), ""]
+          if link_targets_table(by_key) else []),
         "## Machine",
         "",
         f"- CPU: {machine['cpu']}, {machine['cores']} cores; memory {machine['memory']}",
@@ -946,14 +1014,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="first wait up to SECONDS for the machine to be idle (<10%% CPU busy)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor measurements (benchmarks/floor.py)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir on /dev/shm (for debugging)")
+    parser.add_argument("--link", choices=sorted(link_model.MODELS),
+                        help="also run the cold cases through this link model (cases link4, link1; "
+                             "see benchmarks/link.py)")
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 5)
     if runs < 1:
         parser.error("--runs must be at least 1")
-    cases = args.cases.split(",") if args.cases else list(QUICK_CASES if args.quick else CASES)
+    default_cases = [c for c in (QUICK_CASES if args.quick else CASES) if c not in LINK_CASES]
+    if args.link:
+        default_cases += LINK_CASES
+    cases = args.cases.split(",") if args.cases else default_cases
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         parser.error(f"unknown case(s) {unknown}: choose from {', '.join(CASES)}")
+    if any(c in LINK_CASES for c in cases) and not args.link:
+        parser.error(f"cases {', '.join(LINK_CASES)} need --link MODEL")
     output = args.output or (WORK / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md")
     wanted = {t.strip() for t in args.tools.split(",") if t.strip()}
 
@@ -996,7 +1072,8 @@ def main(argv: list[str] | None = None) -> int:
         refs = {}
         overridden: set[str] = set()
         for key, layer_arns in (("cold4", arns), ("cold1", arns[:1])):
-            if key not in cases and not (key == "cold4" and {"noop", "warm"} & set(cases)):
+            wanted_refs = {COLD_CASES[c] for c in cases if c in COLD_CASES}
+            if key not in wanted_refs and not (key == "cold4" and {"noop", "warm", "render"} & set(cases)):
                 continue
             work = bench.fresh("reference", key)
             fetch_argv, env, stage = bench.fetch_argv(extpack_tool, layer_arns, work)

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from extpack import retry
 from extpack.exceptions import DownloadError
+from extpack.retry import Transient
 
 CHUNK = 1 << 20
-ATTEMPTS = 5
 # While waiting on the network, on_progress(0) is called this often, so a fetch that was
 # cancelled (its on_progress raises) stops promptly even when the server sends nothing.
 POLL_SECONDS = 0.1
@@ -50,11 +51,7 @@ class Expected:
         return self.max_size if self.size is None else min(self.size, self.max_size)
 
 
-class _Retry(Exception):
-    """A transient failure: try again after a backoff."""
-
-
-class _NotAZip(_Retry):
+class _NotAZip(Transient):
     """A 200 whose body is not a zip (an error page): tried again once, then reported as such."""
 
 
@@ -63,6 +60,10 @@ NOT_A_ZIP_ATTEMPTS = 2
 
 class _Expired(Exception):
     """A 403 from an expired presigned URL: ask the API for a fresh one."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__("the URL has expired")
+        self.url = url
 
 
 def download(
@@ -76,8 +77,10 @@ def download(
 ) -> str:
     """Write the body of `url` to `fd` (from offset 0) and return its sha256 hex.
 
-    Retries connection errors, truncation, 5xx and 429 with exponential backoff; a 403
-    is answered once by a fresh URL from `refresh_url`. A body that is not a complete zip
+    A zip of known size and sha256 arrives as byte ranges (extpack/ranged.py: concurrent
+    for a large one, resumed where a failure cut them); any other as one stream. Retries
+    connection errors, truncation, 5xx and 429 under the one retry policy (extpack/retry.py);
+    a 403 is answered once by a fresh URL from `refresh_url`. A body that is not a complete zip
     (an error page, a download cut short with no size to check it against) is a failed
     attempt, never a result. `on_progress` is also called with 0 while waiting: an
     exception from it (a cancelled fetch) ends the download at once. Each attempt has a
@@ -86,59 +89,91 @@ def download(
     """
     import requests
 
-    check = on_progress or (lambda amount: None)
+    from extpack import ranged
 
-    backoff = _float_env("EXTPACK_RETRY_BACKOFF", 0.5)
+    check = on_progress or (lambda amount: None)
+    # Ranges need the size to split and the sha256 to trust the stitched whole.
+    parts = ranged.plan(expected.size) if expected.sha256 is not None else None
+
     timeout = (10.0, _float_env("EXTPACK_HTTP_TIMEOUT", 60.0))
-    host = urlsplit(url).hostname or "?"
-    refreshed = False
+    location = Location(url, refresh_url, layer)
+    host = location.host
     not_zips = 0
     last_problem = "no attempt made"
+    budget = retry.Budget()
     with requests.Session() as session:
         session.trust_env = True
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                _sleep(min(backoff * 2 ** (attempt - 1), 8.0), check)
+        while True:
             check(0)
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
             try:
-                attempt_check = _with_deadline(check, expected.byte_cap, 2 * timeout[1], host, layer)
-                return _fetch_once(session, url, fd, expected, timeout, layer, attempt_check)
-            except _Expired:
-                if refresh_url is None or refreshed:
-                    raise DownloadError(
-                        f"download refused by {host} (HTTP 403): the URL has expired or access is denied; run again",
-                        layer=layer,
-                    ) from None
-                refreshed = True
-                url = refresh_url()
+                attempt_check = _with_deadline(check, expected.byte_cap, 2 * timeout[1], host, layer, budget)
+                if parts is not None:
+                    return ranged.fetch_ranged(location, fd, expected, parts, timeout, attempt_check, budget)
+                return _fetch_once(session, location.url, fd, expected, timeout, layer, attempt_check)
+            except ranged.RangesUnreliable as problem:
+                parts = None  # the next attempt is one plain stream
+                last_problem = str(problem)
+            except _Expired as expired:
+                location.refresh(expired.url)
             except _NotAZip as problem:
                 not_zips += 1
                 if not_zips >= NOT_A_ZIP_ATTEMPTS:  # not the network: more retries would only take longer
                     raise DownloadError(f"{problem}: check that the URL serves the layer's zip", layer=layer) from None
                 last_problem = str(problem)
-            except _Retry as problem:
+            except Transient as problem:
                 last_problem = str(problem)
-            except requests.exceptions.SSLError:
-                # A certificate is not a transient fault, and retrying one hides what is wrong.
-                raise DownloadError(f"the TLS certificate of {host} was not accepted (certificate verify failed): "
-                                    "check the system's CA certificates, or set REQUESTS_CA_BUNDLE to a private CA's",
-                                    layer=layer) from None
-            except requests.exceptions.ConnectionError as exc:
-                # str(exc) would carry the URL, so describe it instead.
-                last_problem = _describe_connection_error(exc, host)
-            except requests.exceptions.ChunkedEncodingError:
-                last_problem = f"connection to {host} dropped mid-download"
-            except requests.exceptions.Timeout:
-                last_problem = f"{host} stopped sending data (timed out)"
-            except requests.exceptions.RequestException as exc:
-                last_problem = f"{type(exc).__name__} talking to {host}"
+            except (requests.exceptions.RequestException, OSError) as exc:
+                last_problem = str(network_problem(exc, host, layer))
             except ValueError:
-                # requests and urllib3 raise it for a Location that does not parse.
+                # urllib.parse, urllib3 and requests raise it for a Location that does not parse.
                 last_problem = f"{host} redirected to a malformed URL"
-    raise DownloadError(f"download failed after {ATTEMPTS} attempts: {last_problem}; check the network and run again",
-                        layer=layer)
+            failures = budget.spend()
+            if failures is None:
+                raise DownloadError(f"download failed after {budget.attempts} attempts: {last_problem}; check the "
+                                    "network and run again", layer=layer)
+            _sleep(retry.backoff(failures), check)
+
+
+def network_problem(exc: BaseException, host: str, layer: str) -> Transient:
+    """The retryable problem a requests/OS error is; raises what is not one."""
+    import requests
+
+    problem = retry.network_problem(exc, host)  # never str(exc): it would carry the URL
+    if problem is not None:
+        return problem
+    if isinstance(exc, requests.exceptions.RequestException):
+        # A certificate is not a transient fault, and retrying one hides what is wrong.
+        raise DownloadError(f"the TLS certificate of {host} was not accepted (certificate verify failed): "
+                            "check the system's CA certificates, or set REQUESTS_CA_BUNDLE to a private CA's",
+                            layer=layer) from None
+    raise exc
+
+
+class Location:
+    """Where a download is: a presigned URL, which a 403 (expired) replaces once by a fresh
+    one from the API. Shared by the connections of a ranged download."""
+
+    def __init__(self, url: str, refresh_url: Callable[[], str] | None, layer: str) -> None:
+        self.url = url
+        self.host = urlsplit(url).hostname or "?"
+        self._refresh_url = refresh_url
+        self._refreshed = False
+        self.layer = layer
+        self._lock = threading.Lock()
+
+    def refresh(self, expired: str) -> str:
+        """A URL to use instead of `expired`: a fresh one, or the one another connection got."""
+        with self._lock:
+            if self.url != expired:
+                return self.url
+            if self._refresh_url is None or self._refreshed:
+                raise DownloadError(f"download refused by {self.host} (HTTP 403): the URL has expired or access is "
+                                    "denied; run again", layer=self.layer) from None
+            self._refreshed = True
+            self.url = self._refresh_url()
+            return self.url
 
 
 def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> str:
@@ -147,19 +182,10 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
         _, response = receiver.get(check)
         status = response.status_code
         host = urlsplit(url).hostname
-        if status == 403:
-            raise _Expired()
-        if status == 429 or status >= 500:
-            raise _Retry(f"{host} answered HTTP {status}")
         if status != 200:
-            raise DownloadError(f"download failed: {host} answered HTTP {status}", layer=layer)
+            _raise_for_status(status, url, layer)
         limit = expected.byte_cap
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise DownloadError(
-                f"the server offers {int(declared)} bytes but the layer is {limit} bytes at most: refusing it",
-                layer=layer,
-            )
+        _refuse_over(_declared_length(response), limit, layer)
         digest = hashlib.sha256()
         received = 0
         prefix = b""
@@ -180,41 +206,67 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
     finally:
         receiver.abandon()
     if expected.size is not None and received != expected.size:
-        raise _Retry(f"the download was truncated ({received} of {expected.size} bytes)")
+        raise Transient(f"the download was truncated ({received} of {expected.size} bytes)")
     if prefix != ZIP_MAGIC:
         raise _not_a_zip(host, response)
     sha = digest.hexdigest()
     if expected.sha256 is not None and sha != expected.sha256:
-        raise _Retry(f"checksum mismatch (got sha256 {sha[:12]}…, expected {expected.sha256[:12]}…)")
+        raise Transient(f"checksum mismatch (got sha256 {sha[:12]}…, expected {expected.sha256[:12]}…)")
     if expected.sha256 is None and not _is_complete_zip(fd):
         # Nothing to check the bytes against (a URL source not locked yet): a connection
         # closed early without a Content-Length looks like success, so ask the zip itself.
-        raise _Retry(f"the download from {host} is not a complete zip (cut short?)")
+        raise Transient(f"the download from {host} is not a complete zip (cut short?)")
     return sha
 
 
-def _with_deadline(check: Callable[[int], None], cap: int, grace: float, host: str,
-                   layer: str) -> Callable[[int], None]:
-    """`check`, which also ends the download once this attempt has outlived its deadline."""
+def _declared_length(response) -> int | None:
+    declared = response.headers.get("Content-Length")
+    return int(declared) if declared and declared.isdigit() else None
+
+
+def _refuse_over(offered: int | None, cap: int, layer: str) -> None:
+    """A server offering more than the layer can be is refused before a byte is read."""
+    if offered is not None and offered > cap:
+        raise DownloadError(f"the server offers {offered} bytes but the layer is {cap} bytes at most: refusing it",
+                            layer=layer)
+
+
+def _raise_for_status(status: int, url: str, layer: str) -> None:
+    """What an answer other than the one asked for means: a URL to refresh, a transient
+    fault, or the end of the download."""
+    host = urlsplit(url).hostname
+    if status == 403:
+        raise _Expired(url)
+    if status == 429 or status >= 500:
+        raise Transient(f"{host} answered HTTP {status}")
+    raise DownloadError(f"download failed: {host} answered HTTP {status}", layer=layer)
+
+
+def _with_deadline(check: Callable[[int], None], cap: int, grace: float, host: str, layer: str,
+                   budget: retry.Budget) -> Callable[[int], None]:
+    """`check`, which also ends the download once this attempt has outlived its deadline.
+    A ranged attempt resumes its ranges within itself: each failure so far adds a grace."""
     rate = _float_env("EXTPACK_MIN_RATE", DEFAULT_MIN_RATE)
-    allowed = grace + cap / rate if rate > 0 else float("inf")
     started = time.monotonic()
+    spent = budget.failures
     received = 0
 
     def checked(amount: int) -> None:
         nonlocal received
         check(amount)
         received += amount
+        graces = grace * (1 + budget.failures - spent)
+        allowed = graces + cap / rate if rate > 0 else float("inf")
         if time.monotonic() - started > allowed:
             raise DownloadError(
                 f"the download from {host} is too slow: {received} bytes of {cap} in {allowed:.0f} s, its deadline "
-                f"({grace:.0f} s, then {rate:.0f} bytes/s): check the network, or lower EXTPACK_MIN_RATE",
+                f"({graces:.0f} s, then {rate:.0f} bytes/s): check the network, or lower EXTPACK_MIN_RATE",
                 layer=layer)
 
     return checked
 
 
-def _not_a_zip(host, response) -> _Retry:
+def _not_a_zip(host, response) -> Transient:
     kind = response.headers.get("Content-Type") or "something"
     return _NotAZip(f"{host} sent {kind.split(';')[0].strip()} instead of a zip (an error page?)")
 
@@ -289,16 +341,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _describe_connection_error(exc: Exception, host: str) -> str:
-    text = repr(exc)
-    if "Read timed out" in text or "ReadTimeout" in text:
-        return f"{host} stopped sending data (timed out)"
-    if "Connection refused" in text:
-        return f"connection to {host} refused"
-    if "Name or service not known" in text or "Failed to resolve" in text or "NameResolutionError" in text:
-        return f"cannot resolve host {host}"
-    if "IncompleteRead" in text or "ProtocolError" in text or "RemoteDisconnected" in text:
-        return f"connection to {host} dropped mid-download"
-    return f"connection to {host} failed"

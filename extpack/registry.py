@@ -19,6 +19,7 @@ from urllib.parse import quote, urljoin
 
 import requests
 
+from . import retry as retries
 from .exceptions import DownloadError, UsageError
 from .oci import MEDIA_INDEX, MEDIA_MANIFEST, Blob, iter_push_order, target_for
 from .registry_auth import (
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
-_ATTEMPTS = 3
 
 
 class RegistryError(DownloadError):
@@ -172,8 +172,8 @@ class _Client:
             try:
                 r = self.session.request(method, url, data=data, headers=h, timeout=self._timeouts, allow_redirects=True)
             except requests.RequestException as e:
-                if retry and attempt < _ATTEMPTS and not isinstance(e, requests.exceptions.SSLError):
-                    time.sleep(0.5 * attempt)
+                if retry and attempt < retries.attempts() and not isinstance(e, requests.exceptions.SSLError):
+                    time.sleep(retries.backoff(attempt))
                     continue
                 raise self._connection_error(e) from None
             finally:
@@ -183,9 +183,9 @@ class _Client:
                 answered_challenge = True
                 self._authorize(r.headers["WWW-Authenticate"], action)
                 continue
-            if retry and r.status_code in _RETRY_STATUS and attempt < _ATTEMPTS:
+            if retry and r.status_code in _RETRY_STATUS and attempt < retries.attempts():
                 after = r.headers.get("Retry-After", "")
-                time.sleep(min(float(after), 10.0) if after.isdigit() else 0.5 * attempt)
+                time.sleep(min(float(after), 10.0) if after.isdigit() else retries.backoff(attempt))
                 continue
             if r.status_code in ok or r.status_code in allow:
                 return r

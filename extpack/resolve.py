@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from extpack import validate
+from extpack import retry, validate
 from extpack.exceptions import AwsError, LayerContentError, UsageError
 from extpack.model import Arch
 from extpack.source import LayerArn, Source
@@ -53,7 +53,7 @@ class LambdaResolver:
         if self._session is None:
             self._session = botocore.session.Session(profile=self._profile)
         config = botocore.config.Config(
-            retries={"mode": "standard"},
+            retries=retry.botocore_retries(self._session.get_config_variable("max_attempts")),
             connect_timeout=10,
             read_timeout=30,
             user_agent_extra="extpack",
@@ -70,6 +70,7 @@ class LambdaResolver:
         """GetLayerVersionByArn for a versioned ARN; unversioned ARNs must be pinned first."""
         assert source.arn is not None and source.arn.version is not None
         arn = source.arn
+        _import_downloader_meanwhile()
         response = self._call(arn, "get_layer_version_by_arn", Arn=str(arn))
         try:
             resolved = _checked_answer(response, source)
@@ -120,6 +121,16 @@ class LambdaResolver:
             return getattr(self._client(region), operation)(**kwargs)
         except Exception as exc:
             raise aws_error(exc, subject, hints) from exc
+
+
+_downloader_import = threading.Lock()
+
+
+def _import_downloader_meanwhile() -> None:
+    """Import requests (~75 ms) in a thread while this one waits for the API's answer (tens of
+    milliseconds over a real link): the download that follows the answer needs it."""
+    if _downloader_import.acquire(blocking=False):
+        threading.Thread(target=__import__, args=("requests",), name="extpack-import", daemon=True).start()
 
 
 def _checked_answer(response: dict, source: Source) -> ResolvedLayer:

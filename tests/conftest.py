@@ -143,10 +143,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def fake_lambda() -> Iterator[FakeLambda]:
+def fake_lambda_class() -> type[FakeLambda]:
+    """The class fake_lambda starts: a test module may override this with a subclass."""
+    return FakeLambda
+
+
+@pytest.fixture
+def fake_lambda(fake_lambda_class: type[FakeLambda]) -> Iterator[FakeLambda]:
     """A started FakeLambda on 127.0.0.1; stopped (fast, even with stalled clients)
     after the test, which also fails if the server's handlers raised."""
-    server = FakeLambda()
+    server = fake_lambda_class()
     server.start()
     try:
         yield server

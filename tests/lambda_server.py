@@ -1286,14 +1286,23 @@ class FakeLambda:
         self._send(h, response, fault)
 
     @staticmethod
-    def _blob_response(h: _Handler, data: bytes) -> _Response:
+    def _etag_of(data: bytes) -> str:
+        return '"' + hashlib.md5(data).hexdigest() + '"'  # noqa: S324 - S3's ETag
+
+    def _blob_response(self, h: _Handler, data: bytes) -> _Response:
+        etag = self._etag_of(data)
         headers = [
             ("Content-Type", "application/zip"),
             ("Accept-Ranges", "bytes"),
-            ("ETag", '"' + hashlib.md5(data).hexdigest() + '"'),  # noqa: S324 - S3's ETag
+            ("ETag", etag),
             ("Last-Modified", email.utils.formatdate(1704110400, usegmt=True)),
             ("x-amz-request-id", secrets.token_hex(8).upper()),
         ]
+        if_match = h.headers.get("If-Match")
+        if if_match is not None and if_match.strip() not in (etag, "*"):
+            # As S3: the object is not the one the client holds parts of.
+            return _xml_response(412, "PreconditionFailed",
+                                 "At least one of the pre-conditions you specified did not hold", Condition="If-Match")
         rng = h.headers.get("Range")
         if rng:
             # Single byte ranges only (what a resuming downloader sends).
