@@ -45,6 +45,10 @@ def check_central_directory(zip_path: Path, name: str) -> None:
             return
         if not end:
             return
+        if end[zipfile._ECD_DISK_NUMBER] or end[zipfile._ECD_DISK_START]:  # noqa: SLF001
+            # zipfile ignores the disk numbers; unzip does not read a spanned archive as one
+            raise LayerContentError("the zip's end record says it is one part of a multi-disk (spanned) archive: "
+                                    "rebuild the layer as a single zip", layer=name)
         declared = end[zipfile._ECD_ENTRIES_TOTAL]  # noqa: SLF001
         if declared > MAX_ENTRIES:
             raise _too_many(declared, name)
@@ -99,6 +103,20 @@ def _shown(info: zipfile.ZipInfo) -> str:
     return repr(name) if len(name) <= 80 else f"{name[:80]!r}…"
 
 
+_DATA_DESCRIPTOR_FLAG = 0x8  # CRC and sizes follow the data; the local header may hold zeros
+_ZIP64_SIZE = 0xFFFFFFFF  # the size is in the entry's ZIP64 extra field
+
+
+def _same_checksum_and_sizes(fields: tuple, info: zipfile.ZipInfo) -> bool:
+    """unzip checks the data against the local header's CRC and sizes, zipfile against the
+    central directory's: they must agree (or be left as zeros to a data descriptor, or a size
+    to the ZIP64 field)."""
+    deferred = {0} if info.flag_bits & _DATA_DESCRIPTOR_FLAG else set()
+    crc, compressed, uncompressed = fields[7], fields[8], fields[9]
+    return crc in {info.CRC} | deferred and compressed in {info.compress_size, _ZIP64_SIZE} | deferred \
+        and uncompressed in {info.file_size, _ZIP64_SIZE} | deferred
+
+
 def check_local_headers(fd: int, infos: list[zipfile.ZipInfo], directory_start: int, name: str) -> None:
     """Each entry's local header must agree with the central directory (name, method,
     encryption), and the data it starts must end before the next entry and the directory:
@@ -114,6 +132,9 @@ def check_local_headers(fd: int, infos: list[zipfile.ZipInfo], directory_start: 
                                     "directory says: the zip is corrupt or crafted", layer=name)
         fields = _LOCAL_HEADER.unpack_from(header)
         flags, method, name_length, extra_length = fields[3], fields[4], fields[10], fields[11]
+        if flags != info.flag_bits or not _same_checksum_and_sizes(fields, info):
+            raise LayerContentError(f"entry {_shown(info)} has other flags, CRC or sizes in its local header: "
+                                    "refusing a zip that unzip and extpack could read differently", layer=name)
         if header[_LOCAL_HEADER.size:_LOCAL_HEADER.size + name_length] != raw_name \
                 or name_length != len(raw_name):
             raise LayerContentError(f"entry {_shown(info)} has another name in its local header: "

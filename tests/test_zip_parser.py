@@ -280,6 +280,11 @@ def _unzip(layer: Path, into: Path) -> int:
 # A flipped name length makes the central entry run past the directory's end: zipfile cuts the
 # name where the directory ends, unzip reads on into the end record (found by this test).
 @example(entries=[("x", stat.S_IFREG | 0o644, b"", zipfile.ZIP_STORED)], mutation="flip-byte", pick=159)
+# The local header's flags (6), CRC (14) and the end record's disk number (83) of a one-link
+# zip: zipfile reads the central directory's and ignores the disk, unzip does not.
+@example(entries=[("x", stat.S_IFLNK | 0o777, b"x", zipfile.ZIP_STORED)], mutation="flip-byte", pick=6)
+@example(entries=[("x", stat.S_IFLNK | 0o777, b"x", zipfile.ZIP_STORED)], mutation="flip-byte", pick=14)
+@example(entries=[("x", stat.S_IFLNK | 0o777, b"x", zipfile.ZIP_STORED)], mutation="flip-byte", pick=83)
 def test_extpack_stages_what_unzip_extracts_or_refuses(run_extpack, tmp_path, entries, mutation, pick):
     work = tmp_path / f"example-{os.getpid()}-{pick}-{mutation}"
     shutil.rmtree(work, ignore_errors=True)
