@@ -9,6 +9,7 @@ fails it, and so does a listed block the README no longer has.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -26,6 +27,7 @@ DOCKER = "/usr/bin/docker"
 
 OPENING = "extpack fetch arn:aws:lambda:us-east-1:177933569100:layer:AWS-Parameters-and-Secrets-Lambda-Extension:12"
 BESIDE_YOUR_DOCKERFILE = "extpack render --output Dockerfile.extpack"
+MIGRATE = "extpack fetch --function orders --region eu-west-1 --with-code"
 FROM_IMAGE = "extpack render --from-image registry.example/team/extensions@sha256:…"
 SYNOPSES = ("extpack fetch [SOURCE ...]", "extpack render [--template", "extpack image --output DIR|FILE",
             "extpack smoke IMAGE")
@@ -54,7 +56,7 @@ NOT_SHELL = {"json", "jinja"}  # the lock's format; the Go example's template, w
 MAKEFILE_EXCERPT = "extpack.lock: extpack.toml"
 
 
-_CHECKED = (OPENING, BESIDE_YOUR_DOCKERFILE, FROM_IMAGE, MAKEFILE_EXCERPT, *SYNOPSES, *RUN_ELSEWHERE, *NOT_RUN)
+_CHECKED = (OPENING, BESIDE_YOUR_DOCKERFILE, MIGRATE, FROM_IMAGE, MAKEFILE_EXCERPT, *SYNOPSES, *RUN_ELSEWHERE, *NOT_RUN)
 
 
 def _blocks() -> list[tuple[str, str, str]]:
@@ -178,3 +180,29 @@ def test_rendering_beside_a_hand_written_dockerfile_builds_and_keeps_it(shell, d
     shell(body)
     assert (shell.project / "Dockerfile").read_text() == own
     assert _extensions_in(docker_daemon, re.search(r"-t (\S+)", body)[1]) == ["demo-extension"]
+
+
+@pytest.mark.docker
+def test_the_migrate_example_converts_a_zip_function_and_builds_it(shell, docker_daemon, fake_lambda) -> None:
+    body = _block(MIGRATE)
+    region = re.search(r"--region (\S+)", body)[1]
+    layer = fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"), region=region)
+    bootstrap = "#!/bin/sh\necho orders\n"
+    code = make_layers.ZipBuilder().file("bootstrap", bootstrap.encode(), 0o755).getvalue()
+    fake_lambda.add_function(re.search(r"--function (\S+)", body)[1], code, runtime="provided.al2023",
+                             handler="orders.handle", layers=[layer], region=region)
+    # The stand-in base gets the two variables AWS's provided base sets, which render's COPY uses.
+    base_context = shell.project.parent / "aws-like-base"
+    base_context.mkdir()
+    (base_context / "Dockerfile").write_text("FROM public.ecr.aws/lambda/provided:al2023\n"
+                                             "ENV LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime\n")
+    docker_daemon.docker("build", "--network", "none", "-t", "public.ecr.aws/lambda/provided:al2023", base_context)
+    shell(body)
+    image = re.search(r"-t (\S+)", body)[1]
+    assert _extensions_in(docker_daemon, image) == ["demo-extension"]
+    # the function's code went where its runtime looks for it, and its handler is the command
+    shown = docker_daemon.docker("image", "inspect", "--format", "{{json .Config.Cmd}}", image).stdout
+    assert json.loads(shown) == ["orders.handle"]
+    listed = docker_daemon.docker("run", "--rm", "--network", "none", "--entrypoint", "/bin/cat", image,
+                                  "/var/runtime/bootstrap").stdout
+    assert listed == bootstrap
