@@ -82,6 +82,7 @@ DOWNLOAD_FAULTS = frozenset(
         "corrupt",
         "trickle",
         "redirect",
+        "hold",
     }
 )
 # A HEAD has no body to break, so it consumes only faults that change the status line;
@@ -271,6 +272,11 @@ class Injection:
     error: tuple[int, str, str] | None = None
     # "redirect": the Location header sent (any text, even a malformed URL).
     location: str | None = None
+    # "hold": the body waits for release() (or the server's stop).
+    released: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 @dataclass
@@ -701,6 +707,8 @@ class FakeLambda:
           trickle          headers (full Content-Length) then one byte every
                            ``stall_seconds`` (default 1 s) until stop()
           redirect         302 to ``location``, sent as given (it may be malformed)
+          hold             headers, then the whole body once the returned Injection's
+                           release() is called: a download that is surely in progress
         API faults: 429-throttle (TooManyRequestsException), 500 / 503
         (ServiceException), stall, drop-mid-body, html (as above, on the JSON), and
         error: ``error=(status, code, message)`` answered as AWS answers errors.
@@ -1372,6 +1380,8 @@ class FakeLambda:
             h.wfile.flush()
             if kind == "stall":
                 self._stopping.wait(stall)
+            while kind == "hold" and not fault.released.wait(0.05) and not self._stopping.is_set():
+                pass
             view = memoryview(send)
             step = 1 if kind == "trickle" else self.chunk_size
             for off in range(0, len(view), step):

@@ -1,8 +1,9 @@
 """One fetch at a time per stage (issue 13, class 8), through the real CLI.
 
-The first fetch is held mid-download by SIGSTOP once the loopback Lambda server has seen its
-download start (it holds the stage's lock by then), and released with SIGCONT when the test
-has seen what it waits for: no timing assumption. The second fetch must wait, say so once,
+The first fetch is held mid-download: the loopback Lambda server keeps the body of its
+download (the "hold" fault) and the process is stopped (SIGSTOP) once the server has seen the
+request, so it holds the stage's lock however slow the machine; both are released when the
+test has seen what it waits for: no timing assumption. The second fetch must wait, say so once,
 and then run on what the first one wrote; or give up after EXTPACK_FETCH_WAIT with exit 2.
 """
 
@@ -32,12 +33,21 @@ def _start(args: list[str], *, cwd: Path, env: dict[str, str], log: Path) -> tup
 
 
 def _held_fetch(fake_lambda, layer, *, cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """`fetch layer` stopped (SIGSTOP) once its download has begun: it holds the stage's lock."""
+    """`fetch layer` held mid-download, so it holds the stage's lock: the server sends the
+    headers and keeps the body until `_resume`; the process is stopped too (SIGSTOP), so it
+    cannot time out or retry meanwhile however slow the machine is."""
+    hold = fake_lambda.inject("hold", layer=layer.arn)
     proc, _ = _start(["fetch", layer.arn], cwd=cwd, env=env, log=log)
     wait_for(lambda: any(r.layer == layer.arn for r in fake_lambda.download_calls), timeout=60,
              what="the first fetch's download", proc=proc)
     os.kill(proc.pid, signal.SIGSTOP)
+    proc.hold = hold  # type: ignore[attr-defined]
     return proc
+
+
+def _resume(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGCONT)
+    proc.hold.release()  # type: ignore[attr-defined]
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -61,7 +71,7 @@ def test_a_second_fetch_on_the_stage_waits_then_reads_what_the_first_wrote(
                  proc=second)
         assert second.poll() is None
     finally:
-        os.kill(first.pid, signal.SIGCONT)
+        _resume(first)
 
     assert _finish(first)[0] == 0, (tmp_path / "first.err").read_text()
     code, out = _finish(second)
@@ -82,7 +92,7 @@ def test_a_waiting_fetch_gives_up_after_the_timeout(fake_lambda, run_extpack, tm
         impatient = run_extpack("fetch", other.arn, env={**aws_env, "EXTPACK_FETCH_WAIT": "0.2"})
         at_once = run_extpack("fetch", other.arn, env={**aws_env, "EXTPACK_FETCH_WAIT": "0"})
     finally:
-        os.kill(first.pid, signal.SIGCONT)
+        _resume(first)
 
     assert impatient.returncode == 2, impatient.stderr
     waiting, error = impatient.stderr.splitlines()
@@ -104,7 +114,7 @@ def test_fetches_of_different_stages_do_not_wait_for_each_other(fake_lambda, run
         other = run_extpack("fetch", demo.arn, "--stage-dir", "elsewhere", "--lock", "elsewhere.lock",
                             env={**aws_env, "EXTPACK_FETCH_WAIT": "0"})
     finally:
-        os.kill(first.pid, signal.SIGCONT)
+        _resume(first)
 
     assert other.returncode == 0, other.stderr
     assert WAITING not in other.stderr
