@@ -422,7 +422,7 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
     """Turn the stage into an OCI image holding only /opt, for COPY --from=IMAGE /opt /opt."""
     import json
 
-    from extpack import oci
+    from extpack.image import layout as oci
     from extpack.exceptions import UsageError
     from extpack.image import build_image
     from extpack.stage import require_unshared_unchanged
@@ -444,7 +444,7 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
                        "docker-archive": oci.write_docker_archive}
             report["digest"] = writers[image_format](builds if len(builds) > 1 else builds[0], output, tag)
         if push_ref is not None:
-            from extpack.registry import push_image, registry_json
+            from extpack.image.registry import push_image, registry_json
 
             pushed = push_image(builds if len(builds) > 1 else builds[0], push_ref, insecure=insecure_registry)
             report["digest"] = report["digest"] or pushed.digest

@@ -25,7 +25,7 @@ from stage_factory import DEMO_ARN, make_stage, snapshot, touch_everything
 
 from extpack.exceptions import LayerContentError, UsageError
 from extpack.image import build_image
-from extpack.oci import write_docker_archive, write_oci_archive, write_oci_layout
+from extpack.image.layout import write_docker_archive, write_oci_archive, write_oci_layout
 
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
 UMOCI = shutil.which("umoci") or "/usr/bin/umoci"

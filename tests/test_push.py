@@ -37,8 +37,8 @@ from stage_factory import make_stage
 
 from extpack.exceptions import UsageError
 from extpack.image import build_image
-from extpack.registry import RegistryError, parse_ref, push, push_image
-from extpack.registry_auth import (
+from extpack.image.registry import RegistryError, parse_ref, push, push_image
+from extpack.image.credentials import (
     Credentials,
     docker_config_credentials,
     ecr_credentials,
@@ -444,7 +444,7 @@ def test_ecr_token_comes_from_boto3_in_the_hosts_region(monkeypatch: pytest.Monk
 
 
 def test_importing_the_registry_does_not_import_boto3() -> None:
-    code = "import sys, extpack.registry, extpack.image, extpack.oci; print('boto3' in sys.modules)"
+    code = "import sys, extpack.image, extpack.image.registry, extpack.image.layout; print('boto3' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False", out.stderr

@@ -24,13 +24,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from . import manifest as manifests
-from . import nofollow
-from .exceptions import LayerContentError, UsageError
-from .manifest import StagedLayer
-from .model import DEFAULT_ARCH, Arch
-from .oci import MEDIA_CONFIG, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, Blob
-from .stage import check_stage
+from extpack import manifest as manifests
+from extpack import nofollow
+from extpack.exceptions import LayerContentError, UsageError
+from extpack.manifest import StagedLayer
+from extpack.model import DEFAULT_ARCH, Arch
+from extpack.image.layout import MEDIA_CONFIG, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, Blob
+from extpack.stage import check_stage
 
 DEFAULT_EPOCH = 0
 GZIP_LEVEL = 6

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .atomic import write_atomically
-from .exceptions import UsageError
-from .replaceable import refuse_unless_replaceable
+from extpack.atomic import write_atomically
+from extpack.exceptions import UsageError
+from extpack.replaceable import refuse_unless_replaceable
 
 if TYPE_CHECKING:  # image.py imports this module; keep the runtime import one-way
-    from .image import ImageBuild
+    from extpack.image.build import ImageBuild
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -92,7 +92,7 @@ class Target:
 
 
 def as_builds(builds: ImageBuild | Sequence[ImageBuild]) -> list[ImageBuild]:
-    from .image import ImageBuild
+    from extpack.image.build import ImageBuild
 
     items = [builds] if isinstance(builds, ImageBuild) else list(builds)
     if not items:

@@ -19,9 +19,9 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from .exceptions import DownloadError, UsageError
-from .oci import MEDIA_INDEX, MEDIA_MANIFEST, Blob, iter_push_order, target_for
-from .registry_auth import (
+from extpack.exceptions import DownloadError, UsageError
+from extpack.image.layout import MEDIA_INDEX, MEDIA_MANIFEST, Blob, iter_push_order, target_for
+from extpack.image.credentials import (
     DOCKER_HUB,
     DOCKER_HUB_API,
     Credentials,
@@ -30,7 +30,7 @@ from .registry_auth import (
 )
 
 if TYPE_CHECKING:
-    from .image import ImageBuild
+    from extpack.image.build import ImageBuild
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .exceptions import AwsError, UsageError
+from extpack.exceptions import AwsError, UsageError
 
 log = logging.getLogger(__name__)
 
