@@ -422,9 +422,8 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
     """Turn the stage into an OCI image holding only /opt, for COPY --from=IMAGE /opt /opt."""
     import json
 
-    from extpack.image import layout as oci
     from extpack.exceptions import UsageError
-    from extpack.image import build_image
+    from extpack.image import build_image, write_docker_archive, write_oci_archive, write_oci_layout
     from extpack.stage import require_unshared_unchanged
 
     if output is None and push_ref is None:
@@ -438,13 +437,13 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
     try:
         report = {"schema": "extpack.image/v1", "digest": None, "tag": tag, "format": image_format,
                   "output": str(output) if output else None,
-                  "platforms": [build.platform for build in builds], "pushed": None}
+                  "platforms": [build.platform.to_json() for build in builds], "pushed": None}
         if output is not None:
-            writers = {"oci": oci.write_oci_layout, "oci-archive": oci.write_oci_archive,
-                       "docker-archive": oci.write_docker_archive}
+            writers = {"oci": write_oci_layout, "oci-archive": write_oci_archive,
+                       "docker-archive": write_docker_archive}
             report["digest"] = writers[image_format](builds if len(builds) > 1 else builds[0], output, tag)
         if push_ref is not None:
-            from extpack.image.registry import push_image, registry_json
+            from extpack.image import push_image, registry_json
 
             pushed = push_image(builds if len(builds) > 1 else builds[0], push_ref, insecure=insecure_registry)
             report["digest"] = report["digest"] or pushed.digest
