@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from extpack.image.archive import write_docker_archive, write_oci_archive
-from extpack.image.build import build_image, read_stage, resolve_epoch
+from extpack.image.build import build_image
 from extpack.image.layout import read_layout, write_oci_layout
 from extpack.image.types import ImageBuild
 
 _FROM_REGISTRY = ("push_image", "registry_json", "PushResult", "RegistryError")
 
-__all__ = ["ImageBuild", "build_image", "read_layout", "read_stage", "resolve_epoch", "write_docker_archive",
-           "write_oci_archive", "write_oci_layout", *_FROM_REGISTRY]
+__all__ = ["ImageBuild", "build_image", "read_layout", "write_docker_archive", "write_oci_archive", "write_oci_layout",
+           *_FROM_REGISTRY]
 
 
 def __getattr__(name: str) -> Any:

@@ -114,21 +114,19 @@ def build_image(
     *,
     arch: str | None = None,
     source_date_epoch: int | None = None,
-    workdir: Path | None = None,
 ) -> ImageBuild:
     """Build the image for the stage at `stage_dir`.
 
     `arch` checks the stage's architecture (a mismatch is a UsageError); the stage's own
     arch is used otherwise. `source_date_epoch` overrides `SOURCE_DATE_EPOCH`. The layer
-    is written to a temporary directory under `workdir` (default: the system temp dir);
-    close the returned build to remove it.
+    is written to a temporary directory; close the returned build to remove it.
     """
     stage = read_stage(Path(stage_dir), arch)
     epoch = resolve_epoch(source_date_epoch)
     created = rfc3339(epoch)
     platform = Platform.of(stage.arch)
 
-    tmp = tempfile.TemporaryDirectory(prefix="extpack-image-", dir=workdir)
+    tmp = tempfile.TemporaryDirectory(prefix="extpack-image-")
     try:
         layer = build_layer(stage.opt, Path(tmp.name) / "layer.tar.gz", epoch)
         labels = image_labels(stage, created)
@@ -156,5 +154,4 @@ def build_image(
     except BaseException:
         tmp.cleanup()
         raise
-    return ImageBuild(stage.arch, platform, epoch, layer.blob, layer.diff_id, layer.uncompressed_size, config, manifest,
-                      labels, tmp)
+    return ImageBuild(platform, epoch, layer.blob, layer.diff_id, config, manifest, tmp)

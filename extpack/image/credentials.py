@@ -33,7 +33,7 @@ class Credentials:
 
     username: str
     password: str = field(repr=False)
-    source: str = "given"  # where they came from, for messages: "config.json", "helper NAME", "ECR"
+    source: str = "given"  # where they came from, for messages: the config file, "helper NAME", "ECR (REGION)"
 
     @property
     def identity_token(self) -> str | None:
@@ -87,12 +87,12 @@ def _host_of_key(key: str) -> str:
     return key.split("/", 1)[0]
 
 
-def _run_helper(name: str, server: str) -> Credentials | None:
+def _run_helper(name: str, server: str, config_path: Path) -> Credentials | None:
     exe = f"docker-credential-{name}"
     try:
         proc = subprocess.run([exe, "get"], input=server, check=False, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
-        raise UsageError(f"credential helper {exe} (named in {docker_config_path()}) is not on PATH: install it") from None
+        raise UsageError(f"credential helper {exe} (named in {config_path}) is not on PATH: install it") from None
     except subprocess.TimeoutExpired:
         raise UsageError(f"credential helper {exe} did not answer in 60 s: check it works (`{exe} list`)") from None
     if proc.returncode != 0:
@@ -120,9 +120,9 @@ def docker_config_credentials(host: str, config_path: Path | None = None) -> Cre
 
     helpers = {_host_of_key(k): v for k, v in (config.get("credHelpers") or {}).items()}
     if want in helpers:
-        return _run_helper(helpers[want], server)
+        return _run_helper(helpers[want], server, path)
     if config.get("credsStore"):
-        creds = _run_helper(config["credsStore"], server)
+        creds = _run_helper(config["credsStore"], server, path)
         if creds:
             return creds
     for key, entry in (config.get("auths") or {}).items():
@@ -177,13 +177,12 @@ def _helper_hosts(path: Path) -> set[str]:
     return {_host_of_key(k) for k in helpers}
 
 
-def default_sources(config_path: Path | None = None) -> list[CredentialSource]:
-    return [EcrToken(config_path), DockerConfig(config_path)]
+DEFAULT_SOURCES: tuple[CredentialSource, ...] = (EcrToken(), DockerConfig())
 
 
-def find_credentials(host: str, sources: Sequence[CredentialSource] | None = None) -> Credentials | None:
-    """The first credentials a source has for `host`; None: try the registry anonymously."""
-    for source in default_sources() if sources is None else sources:
+def find_credentials(host: str, sources: Sequence[CredentialSource] = DEFAULT_SOURCES) -> Credentials | None:
+    """The first credentials a source has for `host`, in order; None: try the registry anonymously."""
+    for source in sources:
         creds = source.lookup(host)
         if creds:
             return creds

@@ -148,7 +148,6 @@ class Layer:
 
     blob: Blob
     diff_id: str
-    uncompressed_size: int
 
 
 def build_layer(opt: Path, dest: Path, epoch: int) -> Layer:
@@ -160,4 +159,4 @@ def build_layer(opt: Path, dest: Path, epoch: int) -> Layer:
             uncompressed = _HashingWriter(gz)  # type: ignore[arg-type]
             _write_layer_tar(opt, uncompressed, epoch)
     blob = Blob(MEDIA_LAYER_GZIP, compressed.digest, compressed.size, path=dest)
-    return Layer(blob, uncompressed.digest, uncompressed.size)
+    return Layer(blob, uncompressed.digest)

@@ -4,7 +4,7 @@ Order: ping `/v2/` (learns the auth scheme; fails fast on a wrong address), then
 blob HEAD (skip what the registry has) -> POST an upload -> one monolithic PUT
 `?digest=`, then the manifests by digest and the tag last, so a tag never points at
 something half-pushed. Auth: none, Basic, or the Bearer token dance, credentials
-looked up only when the registry asks for them.
+looked up (see `credentials`) only when the registry asks for them.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _ATTEMPTS = 3
+_TIMEOUT = 300.0  # seconds for one request: a big layer on a slow link takes a while
 
 
 class RegistryError(DownloadError):
@@ -255,7 +256,7 @@ class _Client:
         )
         return True
 
-    def put_manifest(self, blob: Blob, reference: str) -> str:
+    def put_manifest(self, blob: Blob, reference: str) -> None:
         assert blob.data is not None
         r = self.request(
             "PUT", f"{self.base}{self.ref.repository}/manifests/{reference}", f"putting the manifest {reference}",
@@ -266,7 +267,6 @@ class _Client:
             raise RegistryError(
                 f"{self._where()} stored the manifest as {got}, not {blob.digest}: it rewrote it; push with docker"
             )
-        return blob.digest
 
 
 def push_image(
@@ -275,15 +275,15 @@ def push_image(
     *,
     insecure: bool = False,
     auth: Credentials | None = None,
-    session: requests.Session | None = None,
-    timeout: float = 300.0,
 ) -> PushResult:
-    """Push one build (an image manifest) or several (an index, one manifest per platform)."""
+    """Push one build (an image manifest) or several (an index, one manifest per platform).
+
+    `auth` skips the credential lookup (`credentials.find_credentials`) for these credentials.
+    """
     target = target_for(builds)
     image_ref = push_reference(ref)
-    own_session = session is None
-    session = session or requests.Session()
-    client = _Client(image_ref, insecure=insecure, auth=auth, session=session, timeout=timeout)
+    session = requests.Session()
+    client = _Client(image_ref, insecure=insecure, auth=auth, session=session, timeout=_TIMEOUT)
     result = PushResult(target.digest, f"{image_ref}@{target.digest}")
     try:
         client.ping()
@@ -301,8 +301,7 @@ def push_image(
                 result.skipped.append(blob.digest)
         client.put_manifest(target.top, image_ref.tag or DEFAULT_TAG)
     finally:
-        if own_session:
-            session.close()
+        session.close()
     return result
 
 

@@ -130,15 +130,12 @@ class ImageBuild:
     Use as a context manager, or call `close()`, to remove the temporary layer file.
     """
 
-    arch: Arch
     platform: Platform
     epoch: int
     layer: Blob
-    diff_id: str
-    uncompressed_size: int
+    diff_id: str  # the digest of the layer's uncompressed tar, as the config names it
     config: Blob
     manifest: Blob
-    labels: dict[str, str]
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     @property
