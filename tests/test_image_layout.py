@@ -98,3 +98,15 @@ def test_a_digest_cannot_name_a_path_outside_the_layout(layout: Path) -> None:
     (layout / "index.json").write_text(json.dumps(index))
     with pytest.raises(UsageError, match="which is not a digest"):
         read_layout(layout).image()
+
+
+@pytest.mark.parametrize("document", [{"layers": 5, "config": {}}, {"layers": [], "config": "x"}, {"manifests": [1]}])
+def test_refuses_a_manifest_that_is_not_one(layout: Path, document: dict) -> None:
+    data = json.dumps(document).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"][0].update(digest=f"sha256:{digest}", size=len(data))
+    (layout / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UsageError, match="is neither an image manifest nor an index"):
+        read_layout(layout).image()

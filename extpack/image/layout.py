@@ -167,20 +167,25 @@ class Layout:
 
     def _image(self, descriptor: Descriptor, arch: Arch | None) -> LayoutImage:
         document = self.read_json(descriptor)
-        if "layers" not in document:  # an index: choose one of its manifests
-            manifests = [Descriptor.from_json(m) for m in document.get("manifests", [])]
-            if not manifests:
-                raise UsageError(f"{self.path} holds no image")
-            wanted = arch.oci if arch else None
-            chosen = next((m for m in manifests if wanted and m.platform and m.platform.architecture == wanted),
-                          manifests[0])
-            return self._image(chosen, arch)
+        if "layers" in document:
+            config, = self._descriptors(descriptor, [document.get("config")])
+            layers = self._descriptors(descriptor, document["layers"])
+            return LayoutImage(descriptor, self.read_json(config), tuple(self.blob_path(d.digest) for d in layers))
+        manifests = self._descriptors(descriptor, document.get("manifests", []))  # an index: choose one
+        if not manifests:
+            raise UsageError(f"{self.path} holds no image")
+        wanted = arch.oci if arch else None
+        chosen = next((m for m in manifests if wanted and m.platform and m.platform.architecture == wanted),
+                      manifests[0])
+        return self._image(chosen, arch)
+
+    def _descriptors(self, owner: Descriptor, items: Any) -> list[Descriptor]:
+        """The descriptors a manifest or an index lists (a UsageError when they are not descriptors)."""
         try:
-            config_descriptor = Descriptor.from_json(document["config"])
-            layers = tuple(self.blob_path(Descriptor.from_json(layer).digest) for layer in document["layers"])
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise UsageError(f"blob {descriptor.digest} in {self.path} is not an image manifest") from None
-        return LayoutImage(descriptor, self.read_json(config_descriptor), layers)
+            return [Descriptor.from_json(item) for item in items]
+        except (TypeError, ValueError, AttributeError):
+            raise UsageError(f"blob {owner.digest} in {self.path} is neither an image manifest nor an index: "
+                             "the layout is damaged; write it again") from None
 
 
 def read_layout(path: Path) -> Layout:
