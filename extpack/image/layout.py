@@ -2,8 +2,9 @@
 
 Writing is deterministic: JSON is serialised canonically (sorted keys, no spaces), so the same
 builds always give the same bytes. Reading opens any layout (extpack's, skopeo's, umoci's),
-checks that every JSON document it reads has the digest its descriptor names, and returns the
-types of `extpack.image.types`: `doctor --oci` and the tests read images this way.
+checks every JSON document it reads against the sha256 digest its descriptor names (layers are
+not read whole), and returns the types of `extpack.image.types`: `doctor --oci` and the tests
+read images this way.
 """
 
 from __future__ import annotations

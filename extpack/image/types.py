@@ -64,12 +64,22 @@ class Platform:
 
 
 @dataclass(frozen=True)
-class Descriptor:
-    """What points at a blob: its media type, digest and size (and, in an index, platform and tag)."""
+class Addressed:
+    """Content named by what it is and its hash: what a blob and a descriptor of it share."""
 
     media_type: str
     digest: str
     size: int
+
+    @property
+    def hex(self) -> str:
+        return self.digest.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class Descriptor(Addressed):
+    """What points at a blob (and, in an index, says its platform and tag)."""
+
     platform: Platform | None = None
     annotations: dict[str, str] = field(default_factory=dict)
 
@@ -95,12 +105,9 @@ class Descriptor:
 
 
 @dataclass(frozen=True)
-class Blob:
+class Blob(Addressed):
     """A content-addressed blob, held in memory (JSON) or in a file (the layer)."""
 
-    media_type: str
-    digest: str
-    size: int
     data: bytes | None = None
     path: Path | None = None
 
@@ -108,10 +115,6 @@ class Blob:
     def from_json(cls, media_type: str, obj: Any) -> Blob:
         data = canonical_json(obj)
         return cls(media_type, sha256_digest(data), len(data), data=data)
-
-    @property
-    def hex(self) -> str:
-        return self.digest.split(":", 1)[1]
 
     def open(self) -> IO[bytes]:
         if self.data is not None:
