@@ -423,34 +423,20 @@ def image(ctx, stage_dirs, output, image_format, tag, push_ref, insecure_registr
     import json
 
     from extpack.exceptions import UsageError
-    from extpack.image import build_image, write_docker_archive, write_oci_archive, write_oci_layout
-    from extpack.stage import require_unshared_unchanged
+    from extpack.image import build_to
 
     if output is None and push_ref is None:
         raise UsageError("extpack image needs --output PATH, --push REF, or both")
     stage_dirs = list(stage_dirs) or [_pick(None, _config(ctx), "stage-dir", Path(".extpack"))]
     if len(stage_dirs) > 1 and image_format == "docker-archive":
         raise UsageError("a docker-archive holds one architecture: use --format oci for several stages")
-    for stage in stage_dirs:
-        require_unshared_unchanged(stage)
-    builds = [build_image(stage, source_date_epoch=source_date_epoch) for stage in stage_dirs]
-    try:
-        report = {"schema": "extpack.image/v1", "digest": None, "tag": tag, "format": image_format,
-                  "output": str(output) if output else None,
-                  "platforms": [build.platform.to_json() for build in builds], "pushed": None}
-        if output is not None:
-            writers = {"oci": write_oci_layout, "oci-archive": write_oci_archive,
-                       "docker-archive": write_docker_archive}
-            report["digest"] = writers[image_format](builds if len(builds) > 1 else builds[0], output, tag)
-        if push_ref is not None:
-            from extpack.image import push_image, registry_json
-
-            pushed = push_image(builds if len(builds) > 1 else builds[0], push_ref, insecure=insecure_registry)
-            report["digest"] = report["digest"] or pushed.digest
-            report["pushed"] = registry_json(pushed)
-    finally:
-        for build in builds:
-            build.close()
+    result = build_to(stage_dirs, output=output, image_format=image_format, tag=tag, push_ref=push_ref,
+                      insecure_registry=insecure_registry, source_date_epoch=source_date_epoch)
+    pushed = result.pushed
+    report = {"schema": "extpack.image/v1", "digest": result.digest, "tag": tag, "format": image_format,
+              "output": str(output) if output else None, "platforms": result.platforms,
+              "pushed": None if pushed is None else {"digest": pushed.digest, "reference": pushed.reference,
+                                                     "uploaded": pushed.uploaded, "skipped": pushed.skipped}}
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO
 from urllib.parse import quote, urljoin
 
 import requests
@@ -304,8 +304,3 @@ def push_image(
         session.close()
     return result
 
-
-def registry_json(result: PushResult) -> dict[str, Any]:
-    """What `extpack image --push --json` prints."""
-    return {"digest": result.digest, "reference": result.reference,
-            "uploaded": result.uploaded, "skipped": result.skipped}
