@@ -12,19 +12,27 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from extpack import retry
 from extpack.exceptions import DownloadError
 from extpack.retry import Transient
+from extpack.transfer import (
+    CHUNK,
+    POLL_SECONDS,
+    ZIP_MAGIC,
+    Expected,
+    Expired,
+    Location,
+    NotAZip,
+    declared_length,
+    network_problem,
+    not_a_zip,
+    raise_for_status,
+    refuse_over,
+)
 
-CHUNK = 1 << 20
-# While waiting on the network, on_progress(0) is called this often, so a fetch that was
-# cancelled (its on_progress raises) stops promptly even when the server sends nothing.
-POLL_SECONDS = 0.1
 QUEUE_CHUNKS = 4  # body chunks buffered between the network thread and the writer
-ZIP_MAGIC = b"PK"  # every zip starts with a local header (PK\3\4) or, empty, its end record (PK\5\6)
 # A download must average at least this many bytes a second (EXTPACK_MIN_RATE) beyond the
 # read timeout's grace, so a server trickling a byte a second cannot hold a fetch for days.
 DEFAULT_MIN_RATE = 100 * 1024
@@ -37,33 +45,7 @@ def _float_env(name: str, default: float) -> float:
         return default
 
 
-@dataclass(frozen=True)
-class Expected:
-    """What the bytes must be; unknown for a plain URL source that is not locked yet."""
-
-    sha256: str | None
-    size: int | None
-    max_size: int
-
-    @property
-    def byte_cap(self) -> int:
-        """No download is ever longer than this: the size announced, within the bound."""
-        return self.max_size if self.size is None else min(self.size, self.max_size)
-
-
-class _NotAZip(Transient):
-    """A 200 whose body is not a zip (an error page): tried again once, then reported as such."""
-
-
 NOT_A_ZIP_ATTEMPTS = 2
-
-
-class _Expired(Exception):
-    """A 403 from an expired presigned URL: ask the API for a fresh one."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__("the URL has expired")
-        self.url = url
 
 
 def download(
@@ -115,9 +97,9 @@ def download(
             except ranged.RangesUnreliable as problem:
                 parts = None  # the next attempt is one plain stream
                 last_problem = str(problem)
-            except _Expired as expired:
+            except Expired as expired:
                 location.refresh(expired.url)
-            except _NotAZip as problem:
+            except NotAZip as problem:
                 not_zips += 1
                 if not_zips >= NOT_A_ZIP_ATTEMPTS:  # not the network: more retries would only take longer
                     raise DownloadError(f"{problem}: check that the URL serves the layer's zip", layer=layer) from None
@@ -136,46 +118,6 @@ def download(
             _sleep(retry.backoff(failures), check)
 
 
-def network_problem(exc: BaseException, host: str, layer: str) -> Transient:
-    """The retryable problem a requests/OS error is; raises what is not one."""
-    import requests
-
-    problem = retry.network_problem(exc, host)  # never str(exc): it would carry the URL
-    if problem is not None:
-        return problem
-    if isinstance(exc, requests.exceptions.RequestException):
-        # A certificate is not a transient fault, and retrying one hides what is wrong.
-        raise DownloadError(f"the TLS certificate of {host} was not accepted (certificate verify failed): "
-                            "check the system's CA certificates, or set REQUESTS_CA_BUNDLE to a private CA's",
-                            layer=layer) from None
-    raise exc
-
-
-class Location:
-    """Where a download is: a presigned URL, which a 403 (expired) replaces once by a fresh
-    one from the API. Shared by the connections of a ranged download."""
-
-    def __init__(self, url: str, refresh_url: Callable[[], str] | None, layer: str) -> None:
-        self.url = url
-        self.host = urlsplit(url).hostname or "?"
-        self._refresh_url = refresh_url
-        self._refreshed = False
-        self.layer = layer
-        self._lock = threading.Lock()
-
-    def refresh(self, expired: str) -> str:
-        """A URL to use instead of `expired`: a fresh one, or the one another connection got."""
-        with self._lock:
-            if self.url != expired:
-                return self.url
-            if self._refresh_url is None or self._refreshed:
-                raise DownloadError(f"download refused by {self.host} (HTTP 403): the URL has expired or access is "
-                                    "denied; run again", layer=self.layer) from None
-            self._refreshed = True
-            self.url = self._refresh_url()
-            return self.url
-
-
 def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> str:
     receiver = _Receiver(session, url, timeout)
     try:
@@ -183,9 +125,9 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
         status = response.status_code
         host = urlsplit(url).hostname
         if status != 200:
-            _raise_for_status(status, url, layer)
+            raise_for_status(status, url, layer)
         limit = expected.byte_cap
-        _refuse_over(_declared_length(response), limit, layer)
+        refuse_over(declared_length(response), limit, layer)
         digest = hashlib.sha256()
         received = 0
         prefix = b""
@@ -196,7 +138,7 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
             if len(prefix) < len(ZIP_MAGIC):
                 prefix += chunk[: len(ZIP_MAGIC) - len(prefix)]
                 if len(prefix) == len(ZIP_MAGIC) and prefix != ZIP_MAGIC:
-                    raise _not_a_zip(host, response)
+                    raise not_a_zip(host, response)
             received += len(chunk)
             if received > limit:
                 raise DownloadError(f"the server sent more than the expected {limit} bytes: refusing it", layer=layer)
@@ -208,7 +150,7 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
     if expected.size is not None and received != expected.size:
         raise Transient(f"the download was truncated ({received} of {expected.size} bytes)")
     if prefix != ZIP_MAGIC:
-        raise _not_a_zip(host, response)
+        raise not_a_zip(host, response)
     sha = digest.hexdigest()
     if expected.sha256 is not None and sha != expected.sha256:
         raise Transient(f"checksum mismatch (got sha256 {sha[:12]}…, expected {expected.sha256[:12]}…)")
@@ -217,29 +159,6 @@ def _fetch_once(session, url, fd, expected: Expected, timeout, layer, check) -> 
         # closed early without a Content-Length looks like success, so ask the zip itself.
         raise Transient(f"the download from {host} is not a complete zip (cut short?)")
     return sha
-
-
-def _declared_length(response) -> int | None:
-    declared = response.headers.get("Content-Length")
-    return int(declared) if declared and declared.isdigit() else None
-
-
-def _refuse_over(offered: int | None, cap: int, layer: str) -> None:
-    """A server offering more than the layer can be is refused before a byte is read."""
-    if offered is not None and offered > cap:
-        raise DownloadError(f"the server offers {offered} bytes but the layer is {cap} bytes at most: refusing it",
-                            layer=layer)
-
-
-def _raise_for_status(status: int, url: str, layer: str) -> None:
-    """What an answer other than the one asked for means: a URL to refresh, a transient
-    fault, or the end of the download."""
-    host = urlsplit(url).hostname
-    if status == 403:
-        raise _Expired(url)
-    if status == 429 or status >= 500:
-        raise Transient(f"{host} answered HTTP {status}")
-    raise DownloadError(f"download failed: {host} answered HTTP {status}", layer=layer)
 
 
 def _with_deadline(check: Callable[[int], None], cap: int, grace: float, host: str, layer: str,
@@ -264,11 +183,6 @@ def _with_deadline(check: Callable[[int], None], cap: int, grace: float, host: s
                 layer=layer)
 
     return checked
-
-
-def _not_a_zip(host, response) -> Transient:
-    kind = response.headers.get("Content-Type") or "something"
-    return _NotAZip(f"{host} sent {kind.split(';')[0].strip()} instead of a zip (an error page?)")
 
 
 def _is_complete_zip(fd: int) -> bool:

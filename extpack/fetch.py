@@ -21,7 +21,8 @@ from pathlib import Path
 from extpack import manifest as manifests
 from extpack import stage as staging
 from extpack.cache import Cache, sha256_file
-from extpack.download import Expected, download
+from extpack.download import download
+from extpack.transfer import Expected
 from extpack.exceptions import DownloadError, DriftError, LayerContentError, UsageError
 from extpack.config import DEFAULT_JOBS, DEFAULT_LOCK, DEFAULT_STAGE_DIR
 from extpack.lock import Lock, LockedFunction, LockedLayer, read_lock

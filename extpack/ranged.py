@@ -24,20 +24,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from extpack import retry
-from extpack.download import (
+from extpack.exceptions import DownloadError
+from extpack.transfer import (
     CHUNK,
     POLL_SECONDS,
     ZIP_MAGIC,
-    DownloadError,
     Expected,
+    Expired,
     Location,
-    _Expired,
-    _not_a_zip,
-    _NotAZip,
-    _declared_length,
-    _raise_for_status,
-    _refuse_over,
+    NotAZip,
+    declared_length,
     network_problem,
+    not_a_zip,
+    raise_for_status,
+    refuse_over,
 )
 from extpack.retry import Transient
 
@@ -210,10 +210,10 @@ class _Job:
             url = self.location.url
             try:
                 self._stream(session, url, cursor)
-            except _Expired:
+            except Expired:
                 self.location.refresh(url)
                 continue
-            except (ObjectChanged, RangesUnreliable, _NotAZip):
+            except (ObjectChanged, RangesUnreliable, NotAZip):
                 raise  # resuming cannot cure these: start over
             except (Transient, requests.exceptions.RequestException, OSError) as exc:
                 if not isinstance(exc, Transient):
@@ -237,7 +237,7 @@ class _Job:
             part = cursor.part  # the whole zip, when the probe was answered 200
             for chunk in response.iter_content(CHUNK):
                 if cursor.offset == 0 and chunk[: len(ZIP_MAGIC)] != ZIP_MAGIC:
-                    raise _not_a_zip(self.host, response)
+                    raise not_a_zip(self.host, response)
                 if cursor.offset + len(chunk) > part.end + 1:
                     raise DownloadError(f"the server sent more than the expected {self.cap} bytes: refusing it",
                                         layer=self.layer) if part.end + 1 == self.size else \
@@ -259,7 +259,7 @@ class _Job:
         if status == 412:
             raise ObjectChanged(f"the object at {self.host} changed during the download")
         if status == 200 and first:
-            _refuse_over(_declared_length(response), self.cap, self.layer)
+            refuse_over(declared_length(response), self.cap, self.layer)
             self.etag = response.headers.get("ETag") or ""
             cursor.part = Part(0, 0, self.size - 1)
             self.events.put(("head", True))
@@ -267,13 +267,13 @@ class _Job:
         if status == 200:
             raise RangesUnreliable(f"{self.host} stopped honouring byte ranges")
         if status != 206:
-            _raise_for_status(status, response.url or self.location.url, self.layer)
+            raise_for_status(status, response.url or self.location.url, self.layer)
             raise Transient(f"{self.host} answered HTTP {status} to a byte range")
         found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
         if found is None or (int(found[1]), int(found[2])) != (cursor.offset, cursor.part.end):
             raise RangesUnreliable(f"{self.host} answered a byte range with other bytes than asked for")
         total = int(found[3])
-        _refuse_over(total, self.cap, self.layer)
+        refuse_over(total, self.cap, self.layer)
         if total != self.size:
             raise ObjectChanged(f"{self.host} has {total} bytes, not the expected {self.size}")
         etag = response.headers.get("ETag") or ""

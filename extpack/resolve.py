@@ -1,7 +1,7 @@
 """Step 2: ask the Lambda API where a layer version lives and what it must hash to.
 
 botocore is imported on the first call, so commands that never call AWS start fast (the ECR
-login in registry_auth imports boto3 the same way). It is used without boto3 on top: the same credential, profile, endpoint and retry chain, without
+login in extpack.image.credentials imports boto3 the same way). It is used without boto3 on top: the same credential, profile, endpoint and retry chain, without
 importing boto3's resource layer and s3transfer (a third of the start-up cost).
 """
 

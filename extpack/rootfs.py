@@ -185,13 +185,10 @@ class LayersView(View):
 
 def oci_layout_view(layout: Path, arch: str | None) -> LayersView:
     """The image in an OCI layout (the first manifest, or the one for `arch` in an index)."""
-    try:
-        index = json.loads((layout / "index.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{layout} is not an OCI image layout ({exc})") from None
-    manifest = _pick_manifest(layout, index, arch)
-    config = json.loads(_blob(layout, manifest["config"]["digest"]).read_text())
-    return LayersView([_blob(layout, layer["digest"]) for layer in manifest["layers"]], _lambda_arch(config))
+    from extpack.image.layout import read_layout  # only doctor --oci pays for the image package
+
+    image = read_layout(layout).image(arch=Arch.parse(arch) if arch else None)
+    return LayersView(list(image.layers), _lambda_arch(image.config))
 
 
 def _lambda_arch(config: dict) -> Arch | None:
@@ -199,23 +196,6 @@ def _lambda_arch(config: dict) -> Arch | None:
         return Arch.parse(config.get("architecture"))
     except UsageError:
         return None  # a CPU Lambda does not run
-
-
-def _blob(layout: Path, digest: str) -> Path:
-    algorithm, _, hexdigest = digest.partition(":")
-    return layout / "blobs" / algorithm / hexdigest
-
-
-def _pick_manifest(layout: Path, document: dict, arch: str | None) -> dict:
-    if "layers" in document:
-        return document
-    wanted = Arch.parse(arch).oci if arch else None
-    manifests = document.get("manifests", [])
-    if not manifests:
-        raise UsageError(f"{layout} holds no image")
-    chosen = next((m for m in manifests if wanted and m.get("platform", {}).get("architecture") == wanted),
-                  manifests[0])
-    return _pick_manifest(layout, json.loads(_blob(layout, chosen["digest"]).read_text()), arch)
 
 
 def docker_image_view(ref: str, workdir: Path) -> LayersView:

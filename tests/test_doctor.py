@@ -619,6 +619,17 @@ def test_usage_errors(run_extpack, tmp_path):
     _one_line_usage_error(run_extpack("doctor", "--arch", "mips", stage, check=2), "--arch")
 
 
+def test_a_broken_oci_layout_is_one_line_naming_the_blob(run_extpack, tmp_path):
+    layout = _image(run_extpack, fetch(run_extpack, tmp_path, clean_layer()), "oci")
+    index = json.loads((layout / "index.json").read_text())
+    manifest = layout / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]
+    manifest.write_bytes(manifest.read_bytes() + b" ")
+    _one_line_usage_error(run_extpack("doctor", "--oci", layout, check=2), "does not match its digest")
+    index["manifests"][0]["digest"] = "sha256:../../../../etc/passwd"  # must not read outside the layout
+    (layout / "index.json").write_text(json.dumps(index))
+    _one_line_usage_error(run_extpack("doctor", "--oci", layout, check=2), "which is not a digest")
+
+
 # --------------------------------------------------------------------------- local Docker images
 
 

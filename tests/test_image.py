@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stage_factory import DEMO_ARN, make_stage, snapshot, touch_everything
 
 from extpack.exceptions import LayerContentError, UsageError
-from extpack.image import build_image
-from extpack.oci import write_docker_archive, write_oci_archive, write_oci_layout
+from extpack.image import build_image, write_docker_archive, write_oci_archive, write_oci_layout
 
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
 UMOCI = shutil.which("umoci") or "/usr/bin/umoci"

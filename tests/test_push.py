@@ -37,8 +37,8 @@ from stage_factory import make_stage
 
 from extpack.exceptions import UsageError
 from extpack.image import build_image
-from extpack.registry import RegistryError, parse_ref, push, push_image
-from extpack.registry_auth import (
+from extpack.image.registry import RegistryError, push_image, push_reference
+from extpack.image.credentials import (
     Credentials,
     docker_config_credentials,
     ecr_credentials,
@@ -165,7 +165,7 @@ def test_push_then_skopeo_sees_the_same_digest_and_no_blob_is_uploaded_twice(
         assert len(registry.requests("POST", r"/blobs/uploads/")) == 2  # no upload was even started
 
         # a new tag of the same image costs one manifest PUT, no blob
-        assert push(b, f"{registry.host}/{REPO}:also", insecure=True) == b.digest
+        assert push_image(b, f"{registry.host}/{REPO}:also", insecure=True).digest == b.digest
         assert registry.requests("PUT", r"/blobs/uploads/") == uploads_after_first
         digest = b.digest
 
@@ -184,7 +184,7 @@ def test_multi_arch_push_is_an_index_under_one_tag(registry: Registry, tmp_path:
                      tree={"extensions": (0o755, None), "extensions/demo": (0o755, b"arm64\n")})
     ref = f"{registry.host}/{REPO}:multi"
     with build_image(amd) as a, build_image(arm) as r:
-        top = push([a, r], ref, insecure=True)
+        top = push_image([a, r], ref, insecure=True).digest
         per_arch = {"amd64": a.digest, "arm64": r.digest}
     raw = skopeo_inspect(ref, "--raw")
     assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
@@ -201,7 +201,7 @@ def test_multi_arch_push_is_an_index_under_one_tag(registry: Registry, tmp_path:
 def test_unreachable_registry_is_one_clear_line(stage: Path) -> None:
     port = free_port()  # nothing listens here
     with build_image(stage) as b, pytest.raises(RegistryError) as exc:
-        push(b, f"127.0.0.1:{port}/{REPO}:1", insecure=True)
+        push_image(b, f"127.0.0.1:{port}/{REPO}:1", insecure=True)
     msg = str(exc.value)
     assert f"registry 127.0.0.1:{port} is unreachable (connection refused)" in msg
     assert "\n" not in msg and exc.value.exit_code == 4
@@ -209,16 +209,16 @@ def test_unreachable_registry_is_one_clear_line(stage: Path) -> None:
 
 def test_https_to_a_plain_http_registry_suggests_insecure(registry: Registry, stage: Path) -> None:
     with build_image(stage) as b, pytest.raises(RegistryError, match="--insecure-registry"):
-        push(b, f"{registry.host}/{REPO}:1")
+        push_image(b, f"{registry.host}/{REPO}:1")
 
 
 def test_bad_references_are_usage_errors() -> None:
     for bad in ("Upper/Case:1", "127.0.0.1:5000/x@sha256:" + "0" * 64, "host:5000/a b:1"):
         with pytest.raises(UsageError):
-            parse_ref(bad)
-    assert str(parse_ref("alpine")) == "docker.io/library/alpine:latest"
-    assert parse_ref("localhost:5000/a/b:v1").repository == "a/b"
-    assert parse_ref("123456789012.dkr.ecr.eu-west-1.amazonaws.com/ext:2").registry.endswith("amazonaws.com")
+            push_reference(bad)
+    assert str(push_reference("alpine")) == "docker.io/library/alpine:latest"
+    assert push_reference("localhost:5000/a/b:v1").repository == "a/b"
+    assert push_reference("123456789012.dkr.ecr.eu-west-1.amazonaws.com/ext:2").registry.endswith("amazonaws.com")
 
 
 # --------------------------------------------------------------------------- auth: Basic (htpasswd)
@@ -251,18 +251,18 @@ def test_basic_auth_from_docker_config_auths(basic_registry: Registry, stage: Pa
     ref = f"{basic_registry.host}/{REPO}:1"
     with build_image(stage) as b:
         with pytest.raises(RegistryError) as exc:
-            push(b, ref, insecure=True)
+            push_image(b, ref, insecure=True)
         assert f"docker login {basic_registry.host}" in str(exc.value)
 
         token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         (_isolated_docker_config / "config.json").write_text(json.dumps({"auths": {basic_registry.host: {"auth": token}}}))
-        assert push(b, ref, insecure=True) == b.digest
+        assert push_image(b, ref, insecure=True).digest == b.digest
 
         # a wrong password: refused, and neither secret appears in the message
         wrong = base64.b64encode(f"{USER}:not-it".encode()).decode()
         (_isolated_docker_config / "config.json").write_text(json.dumps({"auths": {f"https://{basic_registry.host}": {"auth": wrong}}}))
         with pytest.raises(RegistryError) as exc:
-            push(b, ref, insecure=True)
+            push_image(b, ref, insecure=True)
     msg = str(exc.value)
     assert "401" in msg and "docker login" in msg and "not-it" not in msg and wrong not in msg and "\n" not in msg
 
@@ -283,7 +283,7 @@ def test_basic_auth_from_a_credential_helper(basic_registry: Registry, stage: Pa
     (_isolated_docker_config / "config.json").write_text(
         json.dumps({"credHelpers": {basic_registry.host: "extpacktest"}, "auths": {}}))
     with build_image(stage) as b:
-        assert push(b, f"{basic_registry.host}/{REPO}:helper", insecure=True) == b.digest
+        assert push_image(b, f"{basic_registry.host}/{REPO}:helper", insecure=True).digest == b.digest
     assert seen.read_text() == basic_registry.host  # the helper got the host on stdin
 
     # credsStore serves every host that has no credHelpers entry
@@ -388,10 +388,10 @@ def test_bearer_token_dance(token_registry: tuple[Registry, TokenService], stage
     with build_image(stage) as b:
         # anonymous: the token service gives a token without push rights; the registry refuses
         with pytest.raises(RegistryError, match=f"docker login {re.escape(reg.host)}"):
-            push(b, ref, insecure=True)
+            push_image(b, ref, insecure=True)
         token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         (_isolated_docker_config / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
-        assert push(b, ref, insecure=True) == b.digest
+        assert push_image(b, ref, insecure=True).digest == b.digest
         digest = b.digest
     authed = [r for r in tokens.requests if r["user"] == USER]
     assert authed and f"repository:{REPO}:pull,push" in authed[0]["scope"]
@@ -406,10 +406,10 @@ def test_bearer_token_dance(token_registry: tuple[Registry, TokenService], stage
 def test_explicit_credentials_win(token_registry: tuple[Registry, TokenService], stage: Path) -> None:
     reg, _ = token_registry
     with build_image(stage) as b:
-        assert push(b, f"{reg.host}/{REPO}:explicit", insecure=True,
-                    auth=Credentials(USER, PASSWORD)) == b.digest
+        assert push_image(b, f"{reg.host}/{REPO}:explicit", insecure=True,
+                          auth=Credentials(USER, PASSWORD)).digest == b.digest
         with pytest.raises(RegistryError, match="token service of .* refused the login") as exc:
-            push(b, f"{reg.host}/{REPO}:explicit", insecure=True, auth=Credentials(USER, "wrong"))
+            push_image(b, f"{reg.host}/{REPO}:explicit", insecure=True, auth=Credentials(USER, "wrong"))
         assert "wrong" not in str(exc.value)
 
 
@@ -444,7 +444,7 @@ def test_ecr_token_comes_from_boto3_in_the_hosts_region(monkeypatch: pytest.Monk
 
 
 def test_importing_the_registry_does_not_import_boto3() -> None:
-    code = "import sys, extpack.registry, extpack.image, extpack.oci; print('boto3' in sys.modules)"
+    code = "import sys, extpack.image, extpack.image.registry, extpack.image.layout; print('boto3' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False", out.stderr

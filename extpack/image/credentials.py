@@ -1,4 +1,5 @@
-"""Registry credentials: the Docker config file, credential helpers, and ECR tokens.
+"""Registry credentials: sources tried in order (an ECR token, then docker's config and its
+credential helpers); when none has any, the registry is tried anonymously.
 
 Secrets live only in `Credentials` objects and request headers; nothing here logs them,
 and `Credentials.__repr__` hides them so a stray debug print cannot leak one.
@@ -12,15 +13,16 @@ import logging
 import os
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from .exceptions import AwsError, UsageError
+from extpack.exceptions import AwsError, UsageError
+from extpack.image.reference import DOCKER_HUB, DOCKER_HUB_API
 
 log = logging.getLogger(__name__)
 
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API = "registry-1.docker.io"
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 _ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 
@@ -31,7 +33,7 @@ class Credentials:
 
     username: str
     password: str = field(repr=False)
-    source: str = "given"  # where they came from, for messages: "config.json", "helper NAME", "ECR"
+    source: str = "given"  # where they came from, for messages: the config file, "helper NAME", "ECR (REGION)"
 
     @property
     def identity_token(self) -> str | None:
@@ -85,12 +87,12 @@ def _host_of_key(key: str) -> str:
     return key.split("/", 1)[0]
 
 
-def _run_helper(name: str, server: str) -> Credentials | None:
+def _run_helper(name: str, server: str, config_path: Path) -> Credentials | None:
     exe = f"docker-credential-{name}"
     try:
         proc = subprocess.run([exe, "get"], input=server, check=False, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
-        raise UsageError(f"credential helper {exe} (named in {docker_config_path()}) is not on PATH: install it") from None
+        raise UsageError(f"credential helper {exe} (named in {config_path}) is not on PATH: install it") from None
     except subprocess.TimeoutExpired:
         raise UsageError(f"credential helper {exe} did not answer in 60 s: check it works (`{exe} list`)") from None
     if proc.returncode != 0:
@@ -118,9 +120,9 @@ def docker_config_credentials(host: str, config_path: Path | None = None) -> Cre
 
     helpers = {_host_of_key(k): v for k, v in (config.get("credHelpers") or {}).items()}
     if want in helpers:
-        return _run_helper(helpers[want], server)
+        return _run_helper(helpers[want], server, path)
     if config.get("credsStore"):
-        creds = _run_helper(config["credsStore"], server)
+        creds = _run_helper(config["credsStore"], server, path)
         if creds:
             return creds
     for key, entry in (config.get("auths") or {}).items():
@@ -139,23 +141,52 @@ def docker_config_credentials(host: str, config_path: Path | None = None) -> Cre
     return None
 
 
-def find_credentials(host: str, config_path: Path | None = None) -> Credentials | None:
-    """Credentials for `host`, or None for an anonymous attempt.
+class CredentialSource(Protocol):
+    def lookup(self, host: str) -> Credentials | None:
+        """Credentials for `host`, or None to let the next source answer."""
 
-    An ECR host gets a fresh token from AWS unless config.json names a helper for it
-    (e.g. `ecr-login`), since a `docker login` to ECR expires after 12 hours.
-    """
-    if ecr_region(host):
-        path = config_path or docker_config_path()
-        try:
-            helpers = json.loads(path.read_text()).get("credHelpers") or {}
-        except (OSError, ValueError, AttributeError):
-            helpers = {}
-        if host not in {_host_of_key(k) for k in helpers}:
-            creds = ecr_credentials(host)
-            if creds:
-                return creds
-    return docker_config_credentials(host, config_path)
+
+@dataclass(frozen=True)
+class EcrToken:
+    """A fresh token from AWS for an ECR host, unless docker's config names a helper for it
+    (e.g. `ecr-login`): a `docker login` to ECR expires after 12 hours."""
+
+    config_path: Path | None = None
+
+    def lookup(self, host: str) -> Credentials | None:
+        if not ecr_region(host) or host in _helper_hosts(self.config_path or docker_config_path()):
+            return None
+        return ecr_credentials(host)
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    """Docker's config.json: its credential helpers and its `auths`."""
+
+    config_path: Path | None = None
+
+    def lookup(self, host: str) -> Credentials | None:
+        return docker_config_credentials(host, self.config_path)
+
+
+def _helper_hosts(path: Path) -> set[str]:
+    try:
+        helpers = json.loads(path.read_text()).get("credHelpers") or {}
+    except (OSError, ValueError, AttributeError):
+        helpers = {}
+    return {_host_of_key(k) for k in helpers}
+
+
+DEFAULT_SOURCES: tuple[CredentialSource, ...] = (EcrToken(), DockerConfig())
+
+
+def find_credentials(host: str, sources: Sequence[CredentialSource] = DEFAULT_SOURCES) -> Credentials | None:
+    """The first credentials a source has for `host`, in order; None: try the registry anonymously."""
+    for source in sources:
+        creds = source.lookup(host)
+        if creds:
+            return creds
+    return None
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:

@@ -4,76 +4,57 @@ Order: ping `/v2/` (learns the auth scheme; fails fast on a wrong address), then
 blob HEAD (skip what the registry has) -> POST an upload -> one monolithic PUT
 `?digest=`, then the manifests by digest and the tag last, so a tag never points at
 something half-pushed. Auth: none, Basic, or the Bearer token dance, credentials
-looked up only when the registry asks for them.
+looked up (see `credentials`) only when the registry asks for them.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING
+from typing import IO
 from urllib.parse import quote, urljoin
 
 import requests
 
-from . import retry as retries
-from .exceptions import DownloadError, UsageError
-from .oci import MEDIA_INDEX, MEDIA_MANIFEST, Blob, iter_push_order, target_for
-from .registry_auth import (
-    DOCKER_HUB,
-    DOCKER_HUB_API,
-    Credentials,
-    find_credentials,
-    parse_challenge,
+from extpack import retry as retries
+from extpack.exceptions import DownloadError, UsageError
+from extpack.image.credentials import Credentials, find_credentials, parse_challenge
+from extpack.image.reference import DEFAULT_TAG, Reference, parse_reference
+from extpack.image.types import (
+    MEDIA_CONFIG,
+    MEDIA_INDEX,
+    MEDIA_LAYER_GZIP,
+    MEDIA_MANIFEST,
+    Blob,
+    ImageBuild,
+    Target,
+    target_for,
 )
-
-if TYPE_CHECKING:
-    from .image import ImageBuild
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+_TIMEOUT = 300.0  # seconds for one request: a big layer on a slow link takes a while
 
 
 class RegistryError(DownloadError):
     """The registry could not be reached or refused the push (exit 4, as other HTTP errors)."""
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    registry: str  # as written by the user, e.g. "127.0.0.1:5000" or "docker.io"
-    repository: str
-    tag: str
-
-    @property
-    def api_host(self) -> str:
-        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
-
-    def __str__(self) -> str:
-        return f"{self.registry}/{self.repository}:{self.tag}"
-
-
-def parse_ref(ref: str) -> ImageRef:
-    """`host[:port]/path/name[:tag]`; no host means Docker Hub (and `library/` for one name)."""
-    if "@" in ref:
+def push_reference(ref: str) -> Reference:
+    """Where a push goes: `HOST[:PORT]/NAME[:TAG]`, `latest` when no tag is given; never a digest."""
+    parsed = parse_reference(ref)
+    if parsed.digest:
         raise UsageError(f"cannot push to {ref!r}: a push needs a tag, not a digest (e.g. HOST/NAME:TAG)")
-    first, sep, rest = ref.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        registry, path = first, rest
-    else:
-        registry, path = DOCKER_HUB, ref
-    name, tag = path, "latest"
-    if ":" in path.rsplit("/", 1)[-1]:
-        name, tag = path.rsplit(":", 1)
-    comp = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    if not re.fullmatch(comp + r"(?:/" + comp + r")*", name) or not re.fullmatch(r"\w[\w.-]{0,127}", tag):
-        raise UsageError(f"bad image reference {ref!r}: use HOST[:PORT]/NAME:TAG with a lower-case name")
-    if registry == DOCKER_HUB and "/" not in name:
-        name = "library/" + name
-    return ImageRef(registry, name, tag)
+    return parsed.tagged()
+
+
+def push_order(target: Target) -> Iterator[Blob]:
+    """Blobs in the order a registry needs them: layers and configs, then manifests, then the index."""
+    rank = {MEDIA_LAYER_GZIP: 0, MEDIA_CONFIG: 0, MEDIA_MANIFEST: 1, MEDIA_INDEX: 2}
+    yield from sorted(target.blobs, key=lambda b: (rank.get(b.media_type, 0), b.digest))
 
 
 @dataclass
@@ -89,7 +70,7 @@ Body = Callable[[], IO[bytes] | bytes] | None
 
 class _Client:
     def __init__(
-        self, ref: ImageRef, *, insecure: bool, auth: Credentials | None, session: requests.Session, timeout: float
+        self, ref: Reference, *, insecure: bool, auth: Credentials | None, session: requests.Session, timeout: float
     ) -> None:
         self.ref = ref
         self.base = f"{'http' if insecure else 'https'}://{ref.api_host}/v2/"
@@ -275,7 +256,7 @@ class _Client:
         )
         return True
 
-    def put_manifest(self, blob: Blob, reference: str) -> str:
+    def put_manifest(self, blob: Blob, reference: str) -> None:
         assert blob.data is not None
         r = self.request(
             "PUT", f"{self.base}{self.ref.repository}/manifests/{reference}", f"putting the manifest {reference}",
@@ -286,7 +267,6 @@ class _Client:
             raise RegistryError(
                 f"{self._where()} stored the manifest as {got}, not {blob.digest}: it rewrote it; push with docker"
             )
-        return blob.digest
 
 
 def push_image(
@@ -295,19 +275,19 @@ def push_image(
     *,
     insecure: bool = False,
     auth: Credentials | None = None,
-    session: requests.Session | None = None,
-    timeout: float = 300.0,
 ) -> PushResult:
-    """Push one build (an image manifest) or several (an index, one manifest per platform)."""
+    """Push one build (an image manifest) or several (an index, one manifest per platform).
+
+    `auth` skips the credential lookup (`credentials.find_credentials`) for these credentials.
+    """
     target = target_for(builds)
-    image_ref = parse_ref(ref)
-    own_session = session is None
-    session = session or requests.Session()
-    client = _Client(image_ref, insecure=insecure, auth=auth, session=session, timeout=timeout)
+    image_ref = push_reference(ref)
+    session = requests.Session()
+    client = _Client(image_ref, insecure=insecure, auth=auth, session=session, timeout=_TIMEOUT)
     result = PushResult(target.digest, f"{image_ref}@{target.digest}")
     try:
         client.ping()
-        for blob in iter_push_order(target):
+        for blob in push_order(target):
             if blob.media_type in (MEDIA_MANIFEST, MEDIA_INDEX):
                 # by digest first; the tag is put last, below
                 if blob is not target.top:
@@ -319,21 +299,8 @@ def push_image(
             else:
                 log.info("%s already in %s: skipped", blob.digest, image_ref.registry)
                 result.skipped.append(blob.digest)
-        client.put_manifest(target.top, image_ref.tag)
+        client.put_manifest(target.top, image_ref.tag or DEFAULT_TAG)
     finally:
-        if own_session:
-            session.close()
+        session.close()
     return result
-
-
-def push(
-    builds: ImageBuild | Sequence[ImageBuild],
-    ref: str,
-    *,
-    insecure: bool = False,
-    auth: Credentials | None = None,
-    session: requests.Session | None = None,
-) -> str:
-    """Push and return the digest the tag now points at."""
-    return push_image(builds, ref, insecure=insecure, auth=auth, session=session).digest
 
