@@ -21,7 +21,7 @@ from extpack.model import DEFAULT_ARCH, Arch, EntryType
 from extpack.resolve import LambdaResolver
 
 if TYPE_CHECKING:
-    from extpack.fetch import FetchOptions
+    from extpack.fetch_types import FetchOptions
     from extpack.unpack import LayerTree
 
 WRAPPER_VARIABLE = "AWS_LAMBDA_EXEC_WRAPPER"
