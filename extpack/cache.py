@@ -24,6 +24,7 @@ from pathlib import Path
 
 from extpack import nofollow
 from extpack.atomic import discard, write_atomically
+from extpack.exceptions import UsageError
 from extpack.unpack import LayerTree
 
 HASH_CHUNK = 1 << 20
@@ -141,8 +142,12 @@ class Cache:
 
     def new_temp(self) -> tuple[int, Path]:
         """An open temporary file on the cache's filesystem, for a download in progress."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="download-", suffix=".part", dir=self.tmp_dir)
+        try:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix="download-", suffix=".part", dir=self.tmp_dir)
+        except OSError as exc:
+            raise UsageError(f"cannot write to the cache at {self.root} ({exc.strerror}): point "
+                             "EXTPACK_CACHE_DIR or --cache-dir at a writable folder, or fetch with --no-cache") from None
         return fd, Path(name)
 
     def commit(self, temp_path: Path, sha256: str) -> Path:

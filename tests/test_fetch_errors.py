@@ -291,3 +291,12 @@ def test_corrupt_zip_from_an_arn_names_the_arn(fake_lambda, run_extpack, tmp_pat
     assert "not a valid zip" in line
     assert_clean_after_failure(tmp_path, tmp_path / "cache", blobs_allowed={layer.sha256_hex})
     assert not (tmp_path / ".extpack").exists()
+
+
+def test_a_cache_that_cannot_be_written_is_a_usage_error(fake_lambda, run_extpack, tmp_path, aws_env):
+    fake_lambda.add_layer("demo", make_layers.build("demo-extension.zip"))
+    not_a_folder = tmp_path / "cache-is-a-file"
+    not_a_folder.write_text("")
+    line = assert_fails(run_extpack("fetch", GOOD, env={**aws_env, "EXTPACK_CACHE_DIR": str(not_a_folder)}), 2)
+    assert str(not_a_folder) in line and "--no-cache" in line
+    assert not (tmp_path / ".extpack").exists()
