@@ -128,6 +128,17 @@ class Manifest:
 def read(stage_dir: Path) -> Manifest | None:
     """The stage's manifest; None when there is none (or it, or the stage dir, is a symlink, or it
     is not extpack's); exit 2 when a field has the wrong shape."""
+    data = _read_json(stage_dir)
+    return None if data is None else parse(data, stage_dir / NAME)
+
+
+def is_stage(stage_dir: Path) -> bool:
+    """Whether the folder holds extpack's manifest (even one with damaged fields): the cheap
+    test, without checking its thousands of entries."""
+    return _read_json(stage_dir) is not None
+
+
+def _read_json(stage_dir: Path) -> dict | None:
     try:
         stage_fd = nofollow.open_dir(stage_dir)
     except OSError:
@@ -140,9 +151,7 @@ def read(stage_dir: Path) -> Manifest | None:
         return None
     finally:
         os.close(stage_fd)
-    if not (isinstance(data, dict) and data.get("schema") == SCHEMA):
-        return None
-    return parse(data, stage_dir / NAME)
+    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
 
 
 def load(stage_dir: Path) -> Manifest:

@@ -184,10 +184,7 @@ def _lock_entry(options: FetchOptions, obtainer: Obtainer, resolver: LambdaResol
 
 def _is_a_stage(path: Path) -> bool:
     """A folder with extpack's manifest: one whose fields were damaged is still a stage to replace."""
-    try:
-        return manifests.read(path) is not None
-    except UsageError:
-        return True
+    return manifests.is_stage(path)
 
 
 def _shares_inodes(opt: Path) -> bool:
