@@ -18,7 +18,6 @@ from pathlib import Path
 
 from extpack.exceptions import UsageError
 
-
 _WILDCARDS = re.compile(r"[*?\[\]\\]")
 
 

@@ -19,8 +19,18 @@ from pathlib import Path
 from extpack import nofollow, rootfs
 from extpack.elf import ELF_MAGIC, HEADER_BYTES, elf_arch, elf_interpreter
 from extpack.manifest import Manifest, StagedLayer
-from extpack.model import DEFAULT_ARCH, EXTENSIONS_DIR, IMAGE_LIMIT, LAYER_UNZIPPED_LIMIT, MAX_EXTENSIONS, Arch, Severity, \
-    TreeEntry, is_extension, size_limit_text
+from extpack.model import (
+    DEFAULT_ARCH,
+    EXTENSIONS_DIR,
+    IMAGE_LIMIT,
+    LAYER_UNZIPPED_LIMIT,
+    MAX_EXTENSIONS,
+    Arch,
+    Severity,
+    TreeEntry,
+    is_extension,
+    size_limit_text,
+)
 from extpack.rootfs import View
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from extpack import manifest as manifests
 from extpack.elf import HEADER_BYTES, elf_arch
 from extpack.exceptions import ExtpackError
-from extpack.rootfs import ManifestView
-from extpack import manifest as manifests
 from extpack.manifest import Manifest
+from extpack.rootfs import ManifestView
 from extpack.shapes import Shapes, shapes_of
 from extpack.stage import check_stage
 

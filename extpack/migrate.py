@@ -131,9 +131,9 @@ def with_function_defaults(options: RenderOptions, task: str | None) -> tuple[Re
     bootstrap to the runtime dir), and its exec wrapper. Returns the options and warnings."""
     from dataclasses import replace
 
-    from extpack.render_options import BUILTIN, DEFAULT_BASE, Copy
     from extpack import runtime_env
     from extpack.lock import read_lock
+    from extpack.render_options import BUILTIN, DEFAULT_BASE, Copy
 
     lock = read_lock(options.lock_path)
     function = lock.function if lock is not None else None

@@ -19,13 +19,13 @@ from pathlib import Path
 from extpack import stage as staging
 from extpack.cache import Cache, sha256_file
 from extpack.download import download
-from extpack.transfer import Expected
 from extpack.exceptions import DownloadError, DriftError, LayerContentError
 from extpack.fetch_types import FetchOptions, Progress
 from extpack.lock import LockedLayer
 from extpack.model import SourceKind
 from extpack.resolve import LambdaResolver
 from extpack.source import Source
+from extpack.transfer import Expected
 
 
 @dataclass

@@ -19,7 +19,6 @@ from pathlib import Path
 from extpack import manifest as manifests
 from extpack import stage as staging
 from extpack.cache import Cache
-from extpack.transfer import Expected
 from extpack.exceptions import LayerContentError
 from extpack.fetch_types import FetchOptions, FetchResult, LayerSummary, Progress
 from extpack.lock import LockedLayer
@@ -32,6 +31,7 @@ from extpack.resolve import LambdaResolver
 from extpack.rootfs import TreeView
 from extpack.shapes import shapes_of, wrapper_hints
 from extpack.source import Source
+from extpack.transfer import Expected
 from extpack.unpack import LayerTree, unpack_layer
 
 INTERRUPT_GRACE = 2.0  # seconds an interrupted fetch waits for its workers to stop

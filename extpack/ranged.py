@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from extpack import retry
 from extpack.exceptions import DownloadError
+from extpack.retry import Transient
 from extpack.transfer import (
     CHUNK,
     POLL_SECONDS,
@@ -39,7 +40,6 @@ from extpack.transfer import (
     raise_for_status,
     refuse_over,
 )
-from extpack.retry import Transient
 
 MiB = 1 << 20
 # Measured on the benchmark's S3 link model (benchmarks/RESULTS.md, "link model"): a range

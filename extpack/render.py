@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from extpack import validate
-from extpack import runtime_env
-from extpack.exceptions import DriftError, UsageError
-from extpack.shapes import Shapes, shapes_of
 from extpack import manifest as manifests
+from extpack import runtime_env, validate
+from extpack.exceptions import DriftError, UsageError
 from extpack.manifest import Manifest
 from extpack.model import DEFAULT_ARCH, Arch
 from extpack.render_options import BUILTIN, DEFAULT_BASE, DEFAULT_HANDLERS, RenderOptions
+from extpack.shapes import Shapes, shapes_of
 from extpack.stage import require_unshared_unchanged
 
 PLATFORMS = tuple(arch.docker_platform for arch in Arch)

@@ -11,7 +11,6 @@ from pathlib import Path
 from extpack.config import DEFAULT_LOCK, DEFAULT_OUTPUT, DEFAULT_STAGE_DIR, Settings
 from extpack.exceptions import UsageError
 
-
 # The built-in templates and the base image each starts from.
 DEFAULT_BASE = "public.ecr.aws/lambda/provided:al2023"
 BUILTIN = {

@@ -7,6 +7,7 @@ import sys
 from extpack.exceptions import printable
 from extpack.fetch import Progress
 
+
 def human_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from extpack import inflate
-from extpack.zipcheck import check_central_directory, check_local_headers
 from extpack.exceptions import DownloadError, ExtpackError, LayerContentError
 from extpack.model import LAYER_UNZIPPED_LIMIT, size_limit_text
+from extpack.zipcheck import check_central_directory, check_local_headers
 
 DEFAULT_MAX_LAYER_SIZE = LAYER_UNZIPPED_LIMIT  # Lambda refuses to publish a bigger layer
 MAX_NAME_BYTES = 255

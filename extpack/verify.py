@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from extpack import manifest as manifests
 from extpack import nofollow
 from extpack.cache import Cache, sha256_fd
 from extpack.lock import Lock, read_lock
-from extpack import manifest as manifests
 from extpack.manifest import Manifest
 from extpack.stage import TASK_DIR, check_stage, stage_differences
 

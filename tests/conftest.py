@@ -13,9 +13,9 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
-from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 from hypothesis import settings

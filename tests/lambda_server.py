@@ -38,11 +38,11 @@ import time
 import traceback
 import urllib.parse
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, Union
-from collections.abc import Sequence
 
 __all__ = [
     "API_FAULTS",

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 from docker.utils.build import Pattern
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from lambda_parts import go_build
 
 from extpack.dockerignore import BadPattern, is_ignored, parse_rule
-from lambda_parts import go_build
 
 TESTS_DIR = Path(__file__).resolve().parent
 DEMO_ZIP = TESTS_DIR.parent / "fixtures" / "demo-extension.zip"

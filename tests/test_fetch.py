@@ -121,7 +121,7 @@ def test_warm_cache_and_unchanged_lock_touch_no_network(fake_lambda, run_extpack
     fake_lambda.clear_requests()
 
     again = run_extpack("fetch", layer.arn, check=True)
-    fresh = run_extpack("fetch", layer.arn, "--stage-dir", "fresh", check=True)
+    run_extpack("fetch", layer.arn, "--stage-dir", "fresh", check=True)
 
     assert fake_lambda.requests == []
     assert "already up to date" in again.stdout

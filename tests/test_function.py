@@ -17,8 +17,7 @@ import pytest
 from lambda_parts import EXTENSION_SOURCE, go_build
 from lambda_server import OMIT, FakeLambda
 from test_rie_e2e import ANSWER, EXAMPLE, PARAMETER, SESSION_TOKEN, extension_layer
-from test_wrappers_docker import PY_RUNTIME, _invoke
-from test_wrappers_docker import made, python_base, rie  # noqa: F401 - the fixtures: containers, the Python base
+from test_wrappers_docker import PY_RUNTIME, _invoke, made, python_base, rie  # noqa: F401 - the fixtures: containers, the Python base
 
 SECRET_VALUE = "s3cr3t-db-password-value"
 APP_PY = b"import extpack_demo_dep\n\ndef handler(event, context):\n    return extpack_demo_dep.__version__\n"

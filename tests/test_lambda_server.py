@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import make_layers
 import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
-
-import make_layers
 from lambda_server import FakeLambda, LayerVersion
 
 REGION = "us-east-1"

@@ -18,9 +18,8 @@ import termios
 import time
 from pathlib import Path
 
-import pytest
-
 import make_layers
+import pytest
 from conftest import _extpack_command
 
 WIDTH = 40

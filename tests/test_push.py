@@ -37,13 +37,13 @@ from stage_factory import make_stage
 
 from extpack.exceptions import UsageError
 from extpack.image import build_image
-from extpack.image.registry import RegistryError, push_image, push_reference
 from extpack.image.credentials import (
     Credentials,
     docker_config_credentials,
     ecr_credentials,
     parse_challenge,
 )
+from extpack.image.registry import RegistryError, push_image, push_reference
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"

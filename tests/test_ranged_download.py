@@ -16,12 +16,11 @@ import os
 import re
 import threading
 
+import make_layers
 import pytest
 from conftest import tree_snapshot
 from failure_checks import assert_clean_after_failure, assert_fails, cache_blobs
 from lambda_server import FakeLambda, _Response
-
-import make_layers
 
 BLOB = 20 * 1024 * 1024  # over two ranges' worth: fetched as ranges
 FAST_RETRIES = {"EXTPACK_RETRY_BACKOFF": "0.01"}

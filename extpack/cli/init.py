@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 
-
 @click.command()
 @click.option("--makefile", is_flag=True, help="Also print a Makefile snippet for the build step, alone on stdout.")
 @click.option("--force", is_flag=True, help="Overwrite an existing extpack.toml, or write one beside [tool.extpack].")

@@ -50,8 +50,8 @@ def smoke_json(report: SmokeReport) -> str:
 
 
 def report_text(report: SmokeReport) -> str:
-    from extpack.report import table
     from extpack.container import EXTENSIONS_DIR
+    from extpack.report import table
 
     lines = [f"image     {report.image}", f"emulator  {report.emulator}, network {report.network}"]
     timing = ", ".join(part for part in (_ms("init", report.init_ms), _ms("invoke", report.invoke_ms)) if part)
