@@ -23,23 +23,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from extpack import retry
+from extpack import retry, transfer
 from extpack.exceptions import DownloadError
 from extpack.retry import Transient
-from extpack.transfer import (
-    CHUNK,
-    POLL_SECONDS,
-    ZIP_MAGIC,
-    Expected,
-    Expired,
-    Location,
-    NotAZip,
-    declared_length,
-    network_problem,
-    not_a_zip,
-    raise_for_status,
-    refuse_over,
-)
 
 MiB = 1 << 20
 # Measured on the benchmark's S3 link model (benchmarks/RESULTS.md, "link model"): a range
@@ -81,7 +67,7 @@ class ObjectChanged(Transient):
     """The object changed between two ranges (412 on If-Match, or another ETag): start over."""
 
 
-def fetch_ranged(location: Location, fd: int, expected: Expected, parts: list[Part], timeout,
+def fetch_ranged(location: transfer.Location, fd: int, expected: transfer.Expected, parts: list[Part], timeout,
                  check: Callable[[int], None], budget: retry.Budget) -> str:
     """Fetch `parts` into `fd` over up to MAX_CONNECTIONS connections; return the sha256.
 
@@ -137,7 +123,7 @@ class _PrefixHasher:
             part = self.parts[self._next]
             offset = part.start
             while offset <= part.end:
-                data = os.pread(self.fd, min(CHUNK, part.end + 1 - offset), offset)
+                data = os.pread(self.fd, min(transfer.CHUNK, part.end + 1 - offset), offset)
                 if not data:
                     raise Transient("the download file ended early")
                 self._digest.update(data)
@@ -152,7 +138,8 @@ class _Job:
     """The connections of one ranged fetch. Workers report through one queue, which only
     the calling thread reads: it alone reports progress and decides what an error means."""
 
-    def __init__(self, location: Location, fd: int, expected: Expected, timeout, budget: retry.Budget) -> None:
+    def __init__(self, location: transfer.Location, fd: int, expected: transfer.Expected, timeout,
+                 budget: retry.Budget) -> None:
         self.location = location
         self.fd = fd
         self.size = expected.size
@@ -182,7 +169,7 @@ class _Job:
     def next_event(self, check: Callable[[int], None]):
         while True:
             try:
-                return self.events.get(timeout=POLL_SECONDS)
+                return self.events.get(timeout=transfer.POLL_SECONDS)
             except queue.Empty:
                 check(0)
 
@@ -210,14 +197,14 @@ class _Job:
             url = self.location.url
             try:
                 self._stream(session, url, cursor)
-            except Expired:
+            except transfer.Expired:
                 self.location.refresh(url)
                 continue
-            except (ObjectChanged, RangesUnreliable, NotAZip):
+            except (ObjectChanged, RangesUnreliable, transfer.NotAZip):
                 raise  # resuming cannot cure these: start over
             except (Transient, requests.exceptions.RequestException, OSError) as exc:
                 if not isinstance(exc, Transient):
-                    network_problem(exc, self.host, self.layer)  # raises what is not a network fault
+                    transfer.network_problem(exc, self.host, self.layer)  # raises what is not a network fault
                 failures = self.budget.spend()
                 if failures is None:
                     raise
@@ -235,9 +222,9 @@ class _Job:
         with session.get(url, headers=headers, stream=True, timeout=self.timeout, allow_redirects=True) as response:
             self._check_answer(response, cursor)
             part = cursor.part  # the whole zip, when the probe was answered 200
-            for chunk in response.iter_content(CHUNK):
-                if cursor.offset == 0 and chunk[: len(ZIP_MAGIC)] != ZIP_MAGIC:
-                    raise not_a_zip(self.host, response)
+            for chunk in response.iter_content(transfer.CHUNK):
+                if cursor.offset == 0 and chunk[: len(transfer.ZIP_MAGIC)] != transfer.ZIP_MAGIC:
+                    raise transfer.not_a_zip(self.host, response)
                 if cursor.offset + len(chunk) > part.end + 1:
                     raise DownloadError(f"the server sent more than the expected {self.cap} bytes: refusing it",
                                         layer=self.layer) if part.end + 1 == self.size else \
@@ -259,7 +246,7 @@ class _Job:
         if status == 412:
             raise ObjectChanged(f"the object at {self.host} changed during the download")
         if status == 200 and first:
-            refuse_over(declared_length(response), self.cap, self.layer)
+            transfer.refuse_over(transfer.declared_length(response), self.cap, self.layer)
             self.etag = response.headers.get("ETag") or ""
             cursor.part = Part(0, 0, self.size - 1)
             self.events.put(("head", True))
@@ -267,13 +254,13 @@ class _Job:
         if status == 200:
             raise RangesUnreliable(f"{self.host} stopped honouring byte ranges")
         if status != 206:
-            raise_for_status(status, response.url or self.location.url, self.layer)
+            transfer.raise_for_status(status, response.url or self.location.url, self.layer)
             raise Transient(f"{self.host} answered HTTP {status} to a byte range")
         found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
         if found is None or (int(found[1]), int(found[2])) != (cursor.offset, cursor.part.end):
             raise RangesUnreliable(f"{self.host} answered a byte range with other bytes than asked for")
         total = int(found[3])
-        refuse_over(total, self.cap, self.layer)
+        transfer.refuse_over(total, self.cap, self.layer)
         if total != self.size:
             raise ObjectChanged(f"{self.host} has {total} bytes, not the expected {self.size}")
         etag = response.headers.get("ETag") or ""
