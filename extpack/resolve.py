@@ -8,6 +8,7 @@ importing boto3's resource layer and s3transfer (a third of the start-up cost).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from extpack import retry, validate
@@ -70,8 +71,7 @@ class LambdaResolver:
         """GetLayerVersionByArn for a versioned ARN; unversioned ARNs must be pinned first."""
         assert source.arn is not None and source.arn.version is not None
         arn = source.arn
-        _import_downloader_meanwhile()
-        response = self._call(arn, "get_layer_version_by_arn", Arn=str(arn))
+        response = self._call(arn, "get_layer_version_by_arn", Arn=str(arn), meanwhile=_import_downloader_meanwhile)
         try:
             resolved = _checked_answer(response, source)
         except validate.Invalid as exc:
@@ -110,15 +110,23 @@ class LambdaResolver:
             raise AwsError(f"no version of this layer is compatible with {arch}: check --arch", layer=arn.layer_arn)
         return best
 
-    def _call(self, arn: LayerArn, operation: str, **kwargs):
-        return self.call(arn.region, operation, subject=str(arn), **kwargs)
+    def _call(self, arn: LayerArn, operation: str, *, meanwhile: Callable[[], None] | None = None, **kwargs):
+        return self.call(arn.region, operation, subject=str(arn), meanwhile=meanwhile, **kwargs)
 
     def call(self, region: str | None, operation: str, *, subject: str, hints: dict[str, str] | None = None,
-             **kwargs):
+             meanwhile: Callable[[], None] | None = None, **kwargs):
         """One Lambda API call in `region` (None: the profile's or AWS_DEFAULT_REGION's), its errors as
-        extpack's, worded with `hints` (by error code) where given."""
+        extpack's, worded with `hints` (by error code) where given; `meanwhile` is started once the
+        client exists, before the call."""
         try:
-            return getattr(self._client(region), operation)(**kwargs)
+            client = self._client(region)
+            if meanwhile is not None:
+                # Only now: making the client imports botocore.httpsession inside
+                # warnings.catch_warnings(), which is not thread-safe. A concurrent import of
+                # requests could lose the filter requests sets for urllib3's DependencyWarning
+                # and print that warning on stderr.
+                meanwhile()
+            return getattr(client, operation)(**kwargs)
         except Exception as exc:
             raise aws_error(exc, subject, hints) from exc
 
