@@ -7,6 +7,7 @@ name the host only.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import queue
 import threading
@@ -21,6 +22,7 @@ from extpack.transfer import (
     CHUNK,
     POLL_SECONDS,
     ZIP_MAGIC,
+    Arrivals,
     Expected,
     Expired,
     Location,
@@ -56,6 +58,7 @@ def download(
     layer: str,
     refresh_url: Callable[[], str] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    arrivals: Arrivals | None = None,
 ) -> str:
     """Write the body of `url` to `fd` (from offset 0) and return its sha256 hex.
 
@@ -67,7 +70,8 @@ def download(
     attempt, never a result. `on_progress` is also called with 0 while waiting: an
     exception from it (a cancelled fetch) ends the download at once. Each attempt has a
     deadline, twice the read timeout plus its byte cap at the minimum rate: an attempt that
-    misses it ends the download (a server that slow is not tried again).
+    misses it ends the download (a server that slow is not tried again). `arrivals` is told
+    which byte ranges are complete as they complete, and when an attempt starts over.
     """
     import requests
 
@@ -85,14 +89,17 @@ def download(
     budget = retry.Budget()
     with requests.Session() as session:
         session.trust_env = True
-        while True:
+        for attempt in itertools.count():
             check(0)
+            if attempt and arrivals is not None:
+                arrivals.restarted()
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
             try:
                 attempt_check = _with_deadline(check, expected.byte_cap, 2 * timeout[1], host, layer, budget)
                 if parts is not None:
-                    return ranged.fetch_ranged(location, fd, expected, parts, timeout, attempt_check, budget)
+                    return ranged.fetch_ranged(location, fd, expected, parts, timeout, attempt_check, budget,
+                                              arrivals)
                 return _fetch_once(session, location.url, fd, expected, timeout, layer, attempt_check)
             except ranged.RangesUnreliable as problem:
                 parts = None  # the next attempt is one plain stream

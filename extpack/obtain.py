@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extpack import stage as staging
 from extpack.cache import Cache, sha256_file
@@ -27,6 +28,13 @@ from extpack.resolve import LambdaResolver
 from extpack.source import Source
 from extpack.transfer import Expected
 
+if TYPE_CHECKING:
+    from extpack.stream_unpack import StreamingUnpack
+
+
+# Starts unpacking a zip about to be downloaded to a path, given its sha256 and size; None: not this one.
+EarlyUnpack = Callable[[str, Path, int], "StreamingUnpack | None"]
+
 
 @dataclass
 class Obtained:
@@ -34,6 +42,7 @@ class Obtained:
     blob: Path
     from_cache: bool
     temporary: bool
+    unpacking: StreamingUnpack | None = None  # the tree unpacked while it downloaded, to finish
 
 
 @dataclass
@@ -92,7 +101,8 @@ class Obtainer:
         self.progress = progress
         self.workspace = workspace
 
-    def obtain(self, index: int, source: Source, pin: LockedLayer | None) -> Obtained:
+    def obtain(self, index: int, source: Source, pin: LockedLayer | None,
+               early_unpack: EarlyUnpack | None = None) -> Obtained:
         if source.kind == "zip":
             return self._obtain_zip(source, pin)
         if pin is not None and self.cache is not None:
@@ -100,8 +110,8 @@ class Obtainer:
             if cached is not None:
                 return Obtained(pin, cached, True, False)
         if source.kind == "url":
-            return self._download_url(index, source, pin)
-        return self._download_arn(index, source, pin)
+            return self._download_url(index, source, pin, early_unpack)
+        return self._download_arn(index, source, pin, early_unpack)
 
     def _obtain_zip(self, source: Source, pin: LockedLayer | None) -> Obtained:
         assert source.path is not None
@@ -124,7 +134,8 @@ class Obtainer:
         self.progress.info(f"{pin.arn or pin.source}: cached zip was corrupt; downloading it again")
         return None
 
-    def _download_arn(self, index: int, source: Source, pin: LockedLayer | None) -> Obtained:
+    def _download_arn(self, index: int, source: Source, pin: LockedLayer | None,
+                      early_unpack: EarlyUnpack | None) -> Obtained:
         arn = source.arn
         if pin is not None and pin.version is not None:
             arn = arn.with_version(pin.version)
@@ -141,22 +152,28 @@ class Obtainer:
         cached = self.cached_blob(locked) if self.cache is not None and pin is None else None
         if cached is not None:  # the same zip under another name or version: no download
             return Obtained(locked, cached, True, False)
-        blob, _, temporary = self.fetch_to_blob(
+        blob, _, temporary, unpacking = self.fetch_to_blob(
             index, resolved.location,
             Expected(resolved.sha256, resolved.size, zip_size_bound(self.options.max_layer_size)),
             display=str(arn), refresh=lambda: self.resolver.resolve(pinned_source, self.options.arch).location,
+            early_unpack=early_unpack,
         )
-        return Obtained(locked, blob, False, temporary)
+        return Obtained(locked, blob, False, temporary, unpacking)
 
-    def _download_url(self, index: int, source: Source, pin: LockedLayer | None) -> Obtained:
+    def _download_url(self, index: int, source: Source, pin: LockedLayer | None,
+                      early_unpack: EarlyUnpack | None) -> Obtained:
         expected = Expected(pin.sha256 if pin else None, pin.size if pin else None,
                             zip_size_bound(self.options.max_layer_size))
-        blob, sha, temporary = self.fetch_to_blob(index, source.text, expected, display=source.display)
+        blob, sha, temporary, unpacking = self.fetch_to_blob(index, source.text, expected, display=source.display,
+                                                             early_unpack=early_unpack)
         # The lock keeps the URL without its query: a signed query is a credential, and it expires.
         locked = LockedLayer(source.display, "url", sha, blob.stat().st_size)
-        return Obtained(locked, blob, False, temporary)
+        return Obtained(locked, blob, False, temporary, unpacking)
 
-    def fetch_to_blob(self, index, url, expected: Expected, *, display: str, refresh=None) -> tuple[Path, str, bool]:
+    def fetch_to_blob(self, index, url, expected: Expected, *, display: str, refresh=None,
+                      early_unpack: EarlyUnpack | None = None) -> tuple[Path, str, bool, StreamingUnpack | None]:
+        """Download `url` into a verified blob (in the cache, else the build's scratch folder):
+        (its path, sha256, whether it is temporary, the unpack started while it downloaded)."""
         if not url:
             raise DownloadError("the Lambda API returned no download location", layer=display)
         if expected.size is not None and expected.size > expected.max_size:
@@ -183,13 +200,19 @@ class Obtainer:
                 raise DownloadError("cancelled", layer=display)
             self.progress.advance(index, amount)
 
+        # Unpacking while the bytes arrive needs the sha256 that will vouch for them, and the size.
+        unpacking = early_unpack(expected.sha256, temp, expected.size) \
+            if early_unpack is not None and expected.sha256 is not None and expected.size else None
         try:
-            sha = download(url, fd, expected, layer=display, refresh_url=refresh, on_progress=on_progress)
+            sha = download(url, fd, expected, layer=display, refresh_url=refresh, on_progress=on_progress,
+                           arrivals=unpacking)
             if self.cache is None:
-                return temp, sha, True
+                return temp, sha, True, unpacking
             with self.workspace.committing(temp, display):
-                return self.cache.commit(temp, sha), sha, False
+                return self.cache.commit(temp, sha), sha, False, unpacking
         except BaseException:
+            if unpacking is not None:
+                unpacking.discard()
             remove_quietly(temp)
             raise
         finally:

@@ -27,6 +27,7 @@ from extpack.model import Arch
 from extpack.obtain import Obtained, Obtainer, Workspace, remove_quietly, zip_size_bound
 from extpack.overlay import StageTree
 from extpack.plan import Plan
+from extpack.priority_pool import PriorityPool
 from extpack.resolve import LambdaResolver
 from extpack.rootfs import TreeView
 from extpack.shapes import shapes_of, wrapper_hints
@@ -63,6 +64,8 @@ class Pipeline:
         self._link_from_cache = False
         self._share = None  # how a cached tree's files reach the stage: clone, hard link or copy
         self._unpack_workers = 1
+        # Entries of layers unpacked while they download are written here, all layers sharing the cores.
+        self.inflate_pool: PriorityPool | None = None
 
     def build(self) -> FetchResult:
         options = self.options
@@ -79,6 +82,8 @@ class Pipeline:
         self._unpack_workers = max(1, (os.cpu_count() or 1) // workers)
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extpack",
                                       initializer=_leave_signals_to_the_main_thread)
+        self.inflate_pool = PriorityPool(os.cpu_count() or 1, name="extpack-inflate",
+                                         initializer=_leave_signals_to_the_main_thread)
         obtained: list[Obtained] = []
         futures: list[Future] = []
         try:
@@ -128,6 +133,7 @@ class Pipeline:
             # left behind; an interrupt waits a moment only (a call may be stuck on the network).
             self.workspace.cancelled.set()
             executor.shutdown(wait=False, cancel_futures=True)
+            self.inflate_pool.shutdown(wait=False, cancel_futures=True)
             wait_for(futures, timeout=None if isinstance(exc, Exception) else INTERRUPT_GRACE)
             self.workspace.sweep()
             try:
@@ -136,36 +142,47 @@ class Pipeline:
                 pass
             raise
         executor.shutdown(wait=True)
+        self.inflate_pool.shutdown(wait=True)
         return result
 
     def _prepare(self, index: int, source: Source, pin: LockedLayer | None) -> _Prepared:
         """Obtain a layer and unpack it (or find its tree in the cache); runs in a worker."""
-        item = self.obtainer.obtain(index, source, pin)
-        display = item.locked.arn or source.display
-        max_size = self.options.max_layer_size
-        workspace = self.workspace
-        if self._link_from_cache and item.locked.kind != "zip" and not item.temporary:
-            tree = self.cache.tree(item.locked.sha256)
-            if tree is not None:
-                tree.check_size(max_size, display)
-                return _Prepared(item, tree, True)
-            temp = workspace.track(self.cache.new_temp_dir(), display)
-            try:
-                tree = unpack_layer(item.blob, temp / "opt", name=display, max_size=max_size,
-                                    workers=self._unpack_workers, cancelled=workspace.cancelled)
-                with workspace.committing(temp, display):
+        early = _EarlyTree(self, index, source.display)
+        try:
+            item = self.obtainer.obtain(index, source, pin, early.start)
+            display = item.locked.arn or source.display
+            early.name = display
+            if self._to_cache(item):
+                tree = self.cache.tree(item.locked.sha256)
+                if tree is not None:  # (another fetch may have put it there while this one downloaded)
+                    early.remove()
+                    tree.check_size(self.options.max_layer_size, display)
+                    return _Prepared(item, tree, True)
+                temp = early.temp or self.workspace.track(self.cache.new_temp_dir(), display)
+                early.temp = temp
+                tree = self._unpack(item, temp / "opt", display)
+                with self.workspace.committing(temp, display):
                     tree = self.cache.commit_tree(temp, item.locked.sha256, tree)
                 return _Prepared(item, tree, True)
-            except BaseException:
-                remove_quietly(temp)
-                raise
-            finally:
-                workspace.untrack(temp)
-        tree = unpack_layer(item.blob, self._unpacked / str(index), name=display,
-                            max_size=max_size, workers=self._unpack_workers, cancelled=workspace.cancelled)
-        if item.temporary:
-            os.unlink(item.blob)
-        return _Prepared(item, tree, False)
+            tree = self._unpack(item, self._unpacked / str(index), display)
+            if item.temporary:
+                os.unlink(item.blob)
+            return _Prepared(item, tree, False)
+        except BaseException:
+            early.remove()
+            raise
+        finally:
+            early.untrack()
+
+    def _to_cache(self, item: Obtained) -> bool:
+        """Whether the layer's tree is (or goes) in the cache, to be linked into the stage from there."""
+        return self._link_from_cache and item.locked.kind != "zip" and not item.temporary
+
+    def _unpack(self, item: Obtained, root: Path, display: str) -> LayerTree:
+        """The layer's tree in `root`: the one unpacked while the zip arrived, else unpacked now."""
+        tree = item.unpacking.finish() if item.unpacking is not None else None
+        return tree or unpack_layer(item.blob, root, name=display, max_size=self.options.max_layer_size,
+                                    workers=self._unpack_workers, cancelled=self.workspace.cancelled)
 
     def _stage_code(self, build_dir: Path, index: int) -> StagedTask:
         """The function's code zip: from the cache or Code.Location, verified against CodeSha256 and
@@ -179,7 +196,7 @@ class Pipeline:
         temporary = False
         if blob is None:
             expected = Expected(record.code_sha256, record.code_size, zip_size_bound(self.options.max_layer_size))
-            blob, _, temporary = self.obtainer.fetch_to_blob(index, plan.code_location(self.resolver), expected,
+            blob, _, temporary, _ = self.obtainer.fetch_to_blob(index, plan.code_location(self.resolver), expected,
                                                              display=plan.display,
                                                              refresh=lambda: plan.fresh_location(self.resolver))
         tree = unpack_layer(blob, build_dir / staging.TASK_DIR, name=plan.display, max_size=self.options.max_layer_size,
@@ -187,6 +204,48 @@ class Pipeline:
         if temporary:
             os.unlink(blob)
         return stage_task(tree, build_dir / staging.TASK_DIR, record.code_sha256, record.code_size)
+
+
+class _EarlyTree:
+    """Where one layer's tree goes when it is unpacked while its zip downloads: the same place
+    it would go after (a temporary tree in the cache, or the build's own folder)."""
+
+    def __init__(self, pipeline: Pipeline, index: int, name: str) -> None:
+        self.pipeline = pipeline
+        self.index = index
+        self.name = name
+        self.temp: Path | None = None  # the cache's temporary folder holding the tree, tracked
+        self.unpacking = None
+
+    def start(self, sha256: str, zip_path: Path, size: int):
+        from extpack.stream_unpack import StreamingUnpack
+
+        pipeline = self.pipeline
+        if pipeline.inflate_pool is None:
+            return None
+        cache = pipeline.cache
+        if pipeline._link_from_cache and cache is not None:
+            if cache.tree(sha256) is not None:  # unpacked before: nothing to do
+                return None
+            self.temp = pipeline.workspace.track(cache.new_temp_dir(), self.name)
+            root = self.temp / "opt"
+        else:
+            root = pipeline._unpacked / str(self.index)
+        self.unpacking = StreamingUnpack(zip_path, size, root, name=self.name,
+                                         max_size=pipeline.options.max_layer_size, pool=pipeline.inflate_pool,
+                                         priority=self.index, cancelled=pipeline.workspace.cancelled)
+        return self.unpacking
+
+    def remove(self) -> None:
+        if self.unpacking is not None:
+            self.unpacking.discard()
+            self.unpacking = None
+        if self.temp is not None:
+            remove_quietly(self.temp)
+
+    def untrack(self) -> None:
+        if self.temp is not None:
+            self.pipeline.workspace.untrack(self.temp)
 
 
 def doctor_gate(options: FetchOptions, view, manifest: Manifest) -> list[str]:

@@ -38,6 +38,8 @@ TARGET_PART = 8 * MiB
 MAX_CONNECTIONS = 8
 # Below two ranges one range is as fast: a 16 MiB zip takes ~0.3 s on one S3 connection.
 MIN_RANGED = 2 * TARGET_PART
+TAIL_PART = TARGET_PART // 2
+TAIL_BYTES = MAX_CONNECTIONS * TAIL_PART
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
@@ -49,14 +51,24 @@ class Part:
 
 
 def plan(size: int | None) -> list[Part] | None:
-    """Ranges of about TARGET_PART bytes, all the same size, for a zip worth splitting."""
+    """Ranges of about TARGET_PART bytes, then smaller ones for the last TAIL_BYTES, so the
+    connections finish close together instead of all waiting on one last full-size range."""
     if size is None or size == 0:
         return None
     if size < MIN_RANGED:  # one range: a cut-off download still resumes
         return [Part(0, 0, size - 1)]
-    count = -(-size // TARGET_PART)
-    step = -(-size // count)
-    return [Part(i, i * step, min(size, (i + 1) * step) - 1) for i in range(count)]
+    tail = min(size, TAIL_BYTES)
+    bounds = _even(0, size - tail, TARGET_PART) + _even(size - tail, size, TAIL_PART)
+    return [Part(i, start, end - 1) for i, (start, end) in enumerate(bounds)]
+
+
+def _even(start: int, end: int, target: int) -> list[tuple[int, int]]:
+    """[start, end) cut into equal pieces of at most about `target` bytes."""
+    if end <= start:
+        return []
+    count = -(-(end - start) // target)
+    step = -(-(end - start) // count)
+    return [(at, min(end, at + step)) for at in range(start, end, step)]
 
 
 class RangesUnreliable(Transient):
@@ -68,14 +80,16 @@ class ObjectChanged(Transient):
 
 
 def fetch_ranged(location: transfer.Location, fd: int, expected: transfer.Expected, parts: list[Part], timeout,
-                 check: Callable[[int], None], budget: retry.Budget) -> str:
+                 check: Callable[[int], None], budget: retry.Budget, arrivals: transfer.Arrivals | None = None) -> str:
     """Fetch `parts` into `fd` over up to MAX_CONNECTIONS connections; return the sha256.
 
     A connection that fails (cut off, timed out, a 5xx) resumes its range where it stopped,
     with If-Match, after the shared retry policy's backoff; an expired URL is replaced by a
     fresh one and the range resumes. A changed object, ranges answered wrongly, or no
     attempt left end the whole fetch (the caller decides what next). `check` is called with
-    every chunk's size, and with 0 while waiting, in this thread only.
+    every chunk's size, and with 0 while waiting, in this thread only; `arrivals` is told of
+    every chunk once it is written, also in this thread. The last range is asked for right
+    after the probe: it holds the zip's central directory, which an unpack needs first.
     """
     job = _Job(location, fd, expected, timeout, budget)
     job.start_workers([parts[0]], 1)
@@ -84,12 +98,15 @@ def fetch_ranged(location: transfer.Location, fd: int, expected: transfer.Expect
         while not hasher.complete:
             kind, value = job.next_event(check)
             if kind == "progress":
-                check(value)
+                start, end = value
+                check(end - start)
+                if arrivals is not None:
+                    arrivals.arrived(start, end)
             elif kind == "head":  # the probe's answer: one stream (the server ignores ranges), or ranges
                 if value:
                     hasher.parts = [Part(0, 0, expected.size - 1)]
                 else:
-                    rest = parts[1:]
+                    rest = parts[-1:] + parts[1:-1] if len(parts) > 2 else parts[1:]
                     job.start_workers(rest, min(MAX_CONNECTIONS - 1, len(rest)))
             elif kind == "done":
                 hasher.done(value)
@@ -233,8 +250,8 @@ class _Job:
                     if self.stop.is_set():
                         return
                     _pwrite_all(self.fd, chunk, cursor.offset)
+                self.events.put(("progress", (cursor.offset, cursor.offset + len(chunk))))
                 cursor.offset += len(chunk)
-                self.events.put(("progress", len(chunk)))
         if cursor.offset != part.end + 1:
             raise Transient(f"the download was truncated ({cursor.offset - part.start} of "
                             f"{part.end + 1 - part.start} bytes of a range)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from extpack import retry
@@ -36,6 +37,16 @@ class Expected:
     def byte_cap(self) -> int:
         """No download is ever longer than this: the size announced, within the bound."""
         return self.max_size if self.size is None else min(self.size, self.max_size)
+
+
+class Arrivals(Protocol):
+    """Told, in the downloading thread, which bytes of the file are final (extpack/stream_unpack.py)."""
+
+    def arrived(self, start: int, end: int) -> None:
+        """Bytes [start, end) are written and will not change in this attempt."""
+
+    def restarted(self) -> None:
+        """The download starts over from byte 0: whatever arrived before is void."""
 
 
 class NotAZip(Transient):

@@ -10,6 +10,7 @@ tree can be kept in the cache); `overlay` then lays the trees over each other in
 from __future__ import annotations
 
 import calendar
+import contextlib
 import errno
 import hashlib
 import json
@@ -20,6 +21,7 @@ import stat
 import threading
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -102,7 +104,7 @@ class LayerTree:
 
 
 @dataclass(frozen=True)
-class _Entry:
+class Entry:
     info: zipfile.ZipInfo
     path: str
     type: str
@@ -116,23 +118,36 @@ class _Cancelled(ExtpackError):
 def unpack_layer(zip_path: Path, root: Path, *, name: str, max_size: int = DEFAULT_MAX_LAYER_SIZE,
                  workers: int | None = None, cancelled: threading.Event | None = None) -> LayerTree:
     """Unpack `zip_path` into `root` (created; it must not exist). `name` is the layer in messages."""
+    archive, entries, declared = read_directory(zip_path, name, max_size, local_headers=True)
+    with archive:
+        root.mkdir(parents=True)
+        writer = LayerWriter(root, archive, name, workers or min(4, os.cpu_count() or 1), cancelled)
+        tree = writer.write(entries, declared)
+    tree.check_size(max_size, name)  # declared sizes were checked; this is the real count
+    return tree
+
+
+def read_directory(zip_path: Path, name: str, max_size: int, *, local_headers: bool) \
+        -> tuple[zipfile.ZipFile, list[Entry], int]:
+    """The zip opened, with its validated entries (in the directory's order) and their declared
+    unpacked size. Reads the end record and central directory, and every entry's local header
+    when `local_headers` (else each must be checked before its entry is written)."""
     check_central_directory(zip_path, name)  # before zipfile reads the whole directory into memory
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
         raise DownloadError(f"not a valid zip file ({exc}): is it an error page or a truncated download?",
                             layer=name) from None
-    with archive:
-        entries, declared = _validated_entries(archive, name, max_size)
+    try:
+        entries, declared = _validated_entries(archive, name, max_size, local_headers)
         _check_shape(entries, name)
-        root.mkdir(parents=True)
-        writer = _LayerWriter(root, archive, name, workers or min(4, os.cpu_count() or 1), cancelled)
-        tree = writer.write(entries, declared)
-    tree.check_size(max_size, name)  # declared sizes were checked; this is the real count
-    return tree
+    except BaseException:
+        archive.close()
+        raise
+    return archive, entries, declared
 
 
-def _check_shape(entries: list[_Entry], name: str) -> None:
+def _check_shape(entries: list[Entry], name: str) -> None:
     """Refuse writes through the layer's own symlinks and file/directory clashes, before writing."""
     planned: dict[str, str] = {}
     for entry in entries:
@@ -158,7 +173,7 @@ def _check_shape(entries: list[_Entry], name: str) -> None:
         planned[entry.path] = entry.type
 
 
-class _LayerWriter:
+class LayerWriter:
     """Writes one layer's validated entries: directories and symlinks in order, then file
     contents in parallel (entries are distinct paths under directories, checked before)."""
 
@@ -172,10 +187,16 @@ class _LayerWriter:
         self.cancelled = cancelled
         self.nodes: dict[str, Node] = {}
 
-    def write(self, entries: list[_Entry], declared: int) -> LayerTree:
+    def write(self, entries: list[Entry], declared: int) -> LayerTree:
+        with self.opened():
+            return self._write_all(entries, declared)
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[None]:
+        """Hold the root open: every write is relative to it."""
         self.root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            return self._write_all(entries, declared)
+            yield
         except OSError as exc:
             if exc.errno == errno.ENAMETOOLONG:  # not reachable through a descriptor; refused cleanly anyway
                 raise LayerContentError("an entry's path is longer than the filesystem allows", layer=self.name) \
@@ -184,26 +205,44 @@ class _LayerWriter:
         finally:
             os.close(self.root_fd)
 
-    def _write_all(self, entries: list[_Entry], declared: int) -> LayerTree:
-        files: list[_Entry] = []
+    def _write_all(self, entries: list[Entry], declared: int) -> LayerTree:
+        files = self.prepare(entries)
         for entry in entries:
-            self._ensure_parents(entry.path)
-            if entry.type == "dir":
-                self._make_dir(entry.path, entry.mode, _mtime(entry.info))
-            elif entry.type == "symlink":
-                self.nodes[entry.path] = self._write_symlink(entry)
-            else:
-                files.append(entry)
+            if entry.type == "symlink":
+                self.nodes[entry.path] = self.write_entry(-1, entry)
         fd = os.open(self.archive.filename, os.O_RDONLY | os.O_CLOEXEC)
         try:
             for entry, node in zip(files, self._write_files(fd, files)):
                 self.nodes[entry.path] = node
         finally:
             os.close(fd)
+        return self.tree(declared)
+
+    def prepare(self, entries: list[Entry]) -> list[Entry]:
+        """Make every directory (they need no bytes of the zip); return the files to write.
+        Symlinks keep their place in the index, so it reads as the zip's order."""
+        files: list[Entry] = []
+        for entry in entries:
+            self._ensure_parents(entry.path)
+            if entry.type == "dir":
+                self._make_dir(entry.path, entry.mode, _mtime(entry.info))
+            elif entry.type == "symlink":
+                self.nodes[entry.path] = Node("symlink", 0o777, 0)
+            else:
+                files.append(entry)
+        return files
+
+    def write_entry(self, fd: int, entry: Entry) -> Node:
+        """Write one file or symlink (its bytes must be in the zip already); thread-safe."""
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise _Cancelled("cancelled", layer=self.name)
+        return self._write_symlink(entry) if entry.type == "symlink" else self._write_file(fd, entry)
+
+    def tree(self, declared: int) -> LayerTree:
         leaves = [node for node in self.nodes.values() if node.type != "dir"]
         return LayerTree(self.root, self.nodes, len(leaves), sum(node.size for node in leaves), declared)
 
-    def _write_files(self, fd: int, entries: list[_Entry]) -> list[Node]:
+    def _write_files(self, fd: int, entries: list[Entry]) -> list[Node]:
         nodes: list[Node | None] = [None] * len(entries)
         total = sum(entry.info.compress_size for entry in entries)
         workers = min(self.workers, len(entries)) if total >= PARALLEL_THRESHOLD else 1
@@ -216,9 +255,7 @@ class _LayerWriter:
                 if failure:
                     return
                 try:
-                    if self.cancelled is not None and self.cancelled.is_set():
-                        raise _Cancelled("cancelled", layer=self.name)
-                    nodes[index] = self._write_file(fd, entries[index])
+                    nodes[index] = self.write_entry(fd, entries[index])
                 except BaseException as exc:  # handed to the calling thread below
                     failure.append(exc)
                     return
@@ -265,7 +302,7 @@ class _LayerWriter:
         else:  # made as a parent first, or listed twice: the entry's mode wins, as with unzip
             node.mode, node.mtime, node.implicit = mode, mtime or node.mtime, False
 
-    def _write_symlink(self, entry: _Entry) -> Node:
+    def _write_symlink(self, entry: Entry) -> Node:
         raw = _read_entry(self.archive, entry.info, self.name, MAX_LINK_TARGET + 1)
         if not raw or len(raw) > MAX_LINK_TARGET or b"\x00" in raw:
             raise LayerContentError(f"symlink {entry.path!r} has an invalid target", layer=self.name)
@@ -275,7 +312,7 @@ class _LayerWriter:
         os.utime(entry.path, (mtime, mtime), dir_fd=self.root_fd, follow_symlinks=False)
         return Node("symlink", 0o777, 0, target=target, mtime=mtime)
 
-    def _write_file(self, fd: int, entry: _Entry) -> Node:
+    def _write_file(self, fd: int, entry: Entry) -> Node:
         info = entry.info
         out = os.open(entry.path, _OPEN_FLAGS, 0o600, dir_fd=self.root_fd)
         try:
@@ -338,13 +375,15 @@ def _mtime(info: zipfile.ZipInfo) -> int:
         return DOS_EPOCH
 
 
-def _validated_entries(archive: zipfile.ZipFile, name: str, max_size: int) -> tuple[list[_Entry], int]:
+def _validated_entries(archive: zipfile.ZipFile, name: str, max_size: int, local_headers: bool) \
+        -> tuple[list[Entry], int]:
     infos = archive.infolist()  # no more than MAX_ENTRIES: check_central_directory counted them
     declared = sum(info.file_size for info in infos)
     if declared > max_size:
         raise _too_big(name, max_size)
-    check_local_headers(archive.fp.fileno(), infos, archive.start_dir, name)
-    entries: list[_Entry] = []
+    if local_headers:
+        check_local_headers(archive.fp.fileno(), infos, archive.start_dir, name)
+    entries: list[Entry] = []
     seen: dict[str, str] = {}
     for info in infos:
         entry = _validated_entry(info, name)
@@ -358,7 +397,7 @@ def _validated_entries(archive: zipfile.ZipFile, name: str, max_size: int) -> tu
     return entries, declared
 
 
-def _validated_entry(info: zipfile.ZipInfo, name: str) -> _Entry | None:
+def _validated_entry(info: zipfile.ZipInfo, name: str) -> Entry | None:
     raw_name = info.orig_filename
     shown = raw_name.replace("\x00", "\\0")
     if "\x00" in raw_name:
@@ -385,7 +424,7 @@ def _validated_entry(info: zipfile.ZipInfo, name: str) -> _Entry | None:
         raise LayerContentError(f"entry {shown!r} uses unsupported compression method {info.compress_type}",
                                 layer=name)
     kind, mode = _kind_and_mode(info, shown, name)
-    return _Entry(info, path, kind, mode)
+    return Entry(info, path, kind, mode)
 
 
 def _kind_and_mode(info: zipfile.ZipInfo, shown: str, name: str) -> tuple[str, int]:

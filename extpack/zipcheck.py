@@ -56,10 +56,7 @@ def check_central_directory(zip_path: Path, name: str) -> None:
         if size > MAX_CENTRAL_DIRECTORY_BYTES:
             raise LayerContentError(f"the zip's central directory is {size} bytes, more than the "
                                     f"{MAX_CENTRAL_DIRECTORY_BYTES >> 20} MiB extpack accepts", layer=name)
-        # zipfile's arithmetic: bytes prepended to the zip (a self-extractor) shift every offset.
-        start = end[zipfile._ECD_LOCATION] - size  # noqa: SLF001
-        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # noqa: SLF001
-            start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+        start = _directory_start(end)
         if start < 0:
             return
         handle.seek(start)
@@ -68,6 +65,33 @@ def check_central_directory(zip_path: Path, name: str) -> None:
         raise LayerContentError(f"the zip's end record declares {declared} entries but its central directory "
                                 f"holds {entries}: refusing a zip that unzip and extpack could read differently",
                                 layer=name)
+
+
+# The end record is in the zip's last 22 bytes, or before a comment of up to 64 KiB; a ZIP64
+# zip has its own end record and locator just before it.
+END_RECORD_WINDOW = zipfile.sizeEndCentDir + (1 << 16) + zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+
+
+def directory_start(handle) -> int | None:
+    """Where the zip's central directory begins in the file (it runs to the end record), from
+    the end record as zipfile reads it; None when there is no readable one. Needs only the
+    file's last END_RECORD_WINDOW bytes (and the ZIP64 records just before the end record)."""
+    try:
+        end = zipfile._EndRecData(handle)  # noqa: SLF001
+    except (OSError, zipfile.BadZipFile, struct.error):
+        return None
+    if not end:
+        return None
+    start = _directory_start(end)
+    return start if start >= 0 else None
+
+
+def _directory_start(end: list) -> int:
+    # zipfile's arithmetic: bytes prepended to the zip (a self-extractor) shift every offset.
+    start = end[zipfile._ECD_LOCATION] - end[zipfile._ECD_SIZE]  # noqa: SLF001
+    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # noqa: SLF001
+        start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+    return start
 
 
 def _count_entries(handle, size: int, name: str) -> int | None:
@@ -122,29 +146,46 @@ def check_local_headers(fd: int, infos: list[zipfile.ZipInfo], directory_start: 
     encryption), and the data it starts must end before the next entry and the directory:
     overlapping entries are the 'overlapping files' zip bomb, and a name or method that
     differs is a zip that two readers unpack differently."""
-    previous_end, previous = 0, None
-    for info in sorted(infos, key=lambda i: i.header_offset):
-        raw_name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
-        header = os.pread(fd, _LOCAL_HEADER.size + len(raw_name), info.header_offset) \
-            if info.header_offset >= 0 else b""
-        if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
-            raise LayerContentError(f"entry {_shown(info)} has no local header where the central "
-                                    "directory says: the zip is corrupt or crafted", layer=name)
-        fields = _LOCAL_HEADER.unpack_from(header)
-        flags, method, name_length, extra_length = fields[3], fields[4], fields[10], fields[11]
-        if flags != info.flag_bits or not _same_checksum_and_sizes(fields, info):
-            raise LayerContentError(f"entry {_shown(info)} has other flags, CRC or sizes in its local header: "
-                                    "refusing a zip that unzip and extpack could read differently", layer=name)
-        if header[_LOCAL_HEADER.size:_LOCAL_HEADER.size + name_length] != raw_name \
-                or name_length != len(raw_name):
-            raise LayerContentError(f"entry {_shown(info)} has another name in its local header: "
-                                    "refusing a zip that unzip and extpack could read differently", layer=name)
-        if method != info.compress_type or (flags & 0x1) != (info.flag_bits & 0x1):
-            raise LayerContentError(f"entry {_shown(info)} has another compression method or encryption "
-                                    "in its local header: the zip is corrupt or crafted", layer=name)
-        data_end = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length + info.compress_size
-        if info.header_offset < previous_end or data_end > directory_start:
-            where = f"{_shown(previous)}" if info.header_offset < previous_end else "the central directory"
-            raise LayerContentError(f"entries overlap inside the zip: {_shown(info)} and {where}: "
-                                    "refusing a zip bomb", layer=name)
-        previous_end, previous = data_end, info
+    for info, following in entry_spans(infos, directory_start):
+        check_local_header(fd, info, following, directory_start, name)
+
+
+def entry_spans(infos: list[zipfile.ZipInfo], directory_start: int) \
+        -> list[tuple[zipfile.ZipInfo, zipfile.ZipInfo | None]]:
+    """Every entry in the zip's byte order, with the entry after it (None: the central directory
+    follows). An entry's local header and data lie between its offset and the next one's."""
+    ordered = sorted(infos, key=lambda i: i.header_offset)
+    return list(zip(ordered, ordered[1:] + [None]))
+
+
+def span_end(following: zipfile.ZipInfo | None, directory_start: int) -> int:
+    return directory_start if following is None else following.header_offset
+
+
+def check_local_header(fd: int, info: zipfile.ZipInfo, following: zipfile.ZipInfo | None, directory_start: int,
+                       name: str) -> None:
+    """One entry's share of check_local_headers: its header agrees with the central directory
+    and its data ends before `following` (or the directory) begins. Reads only the entry's span."""
+    raw_name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+    header = os.pread(fd, _LOCAL_HEADER.size + len(raw_name), info.header_offset) \
+        if info.header_offset >= 0 else b""
+    if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
+        raise LayerContentError(f"entry {_shown(info)} has no local header where the central "
+                                "directory says: the zip is corrupt or crafted", layer=name)
+    fields = _LOCAL_HEADER.unpack_from(header)
+    flags, method, name_length, extra_length = fields[3], fields[4], fields[10], fields[11]
+    if flags != info.flag_bits or not _same_checksum_and_sizes(fields, info):
+        raise LayerContentError(f"entry {_shown(info)} has other flags, CRC or sizes in its local header: "
+                                "refusing a zip that unzip and extpack could read differently", layer=name)
+    if header[_LOCAL_HEADER.size:_LOCAL_HEADER.size + name_length] != raw_name \
+            or name_length != len(raw_name):
+        raise LayerContentError(f"entry {_shown(info)} has another name in its local header: "
+                                "refusing a zip that unzip and extpack could read differently", layer=name)
+    if method != info.compress_type or (flags & 0x1) != (info.flag_bits & 0x1):
+        raise LayerContentError(f"entry {_shown(info)} has another compression method or encryption "
+                                "in its local header: the zip is corrupt or crafted", layer=name)
+    data_end = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length + info.compress_size
+    if data_end > span_end(following, directory_start):
+        where = _shown(following) if following is not None else "the central directory"
+        raise LayerContentError(f"entries overlap inside the zip: {_shown(info)} and {where}: "
+                                "refusing a zip bomb", layer=name)

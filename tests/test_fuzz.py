@@ -43,7 +43,7 @@ from extpack.atomic import discard
 from extpack.exceptions import DownloadError, ExtpackError, LayerContentError, UsageError
 from extpack.overlay import StageTree
 from extpack.source import LayerArn, Source, parse_arn, parse_source
-from extpack.unpack import MAX_NAME_BYTES, MAX_PATH_BYTES, _Entry, _validated_entry, unpack_layer
+from extpack.unpack import MAX_NAME_BYTES, MAX_PATH_BYTES, Entry, _validated_entry, unpack_layer
 
 
 def stage_one(root: Path, zip_path: Path, *, max_size: int = 250 * 1024 * 1024) -> StageTree:
@@ -361,7 +361,7 @@ def zip_infos(draw) -> zipfile.ZipInfo:
     return info
 
 
-def _check_accepted(info: zipfile.ZipInfo, entry: _Entry) -> None:
+def _check_accepted(info: zipfile.ZipInfo, entry: Entry) -> None:
     path = entry.path
     parts = path.split("/")
     assert path and not path.startswith("/"), path
@@ -403,7 +403,7 @@ def test_the_entry_validator_accepts_only_paths_inside_the_stage(info):
         event("skipped")
         assert not [p for p in info.orig_filename.split("/") if p not in ("", ".")]
         return
-    assert isinstance(entry, _Entry)
+    assert isinstance(entry, Entry)
     _check_accepted(info, entry)
 
 

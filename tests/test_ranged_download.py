@@ -142,7 +142,9 @@ def test_a_wrong_content_range_falls_back_to_one_stream(fake_lambda, run_extpack
     assert staged_sha(tmp_path) == hashlib.sha256(payload).hexdigest()
     calls = fake_lambda.download_calls
     assert any("Range" in c.headers and not c.headers["Range"].startswith("bytes=0-") for c in calls)
-    assert "Range" not in calls[-1].headers and calls[-1].status == 200
+    # (ranges already in flight when the fallback starts may reach the server after it)
+    plain = [c for c in calls if "Range" not in c.headers]
+    assert len(plain) == 1 and plain[0].status == 200, "the fallback is not one plain stream"
 
 
 def test_an_object_replaced_mid_download_is_never_stitched(fake_lambda, run_extpack, aws_env, payload, tmp_path):
