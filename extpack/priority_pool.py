@@ -40,6 +40,8 @@ class PriorityPool:
             if cancel_futures:
                 for _, _, future, _, _ in self._queue:
                     future.cancel()
+                    # Only this tells concurrent.futures.wait() that the future is done.
+                    future.set_running_or_notify_cancel()
                 self._queue.clear()
             self._ready.notify_all()
         if wait:

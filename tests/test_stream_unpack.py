@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import wait as wait_for
 from pathlib import Path
 
 import make_layers
@@ -178,3 +179,26 @@ def test_any_arrival_order_gives_the_tree_of_the_whole_zip(tmp_path_factory, spe
     assert (tree.files, tree.unzipped_size, tree.declared_size) == \
         (expected.files, expected.unzipped_size, expected.declared_size)
     assert tree_snapshot(work / "streamed") == tree_snapshot(work / "expected")
+
+
+def test_the_pool_runs_earlier_layers_first_and_a_cancelled_queue_is_done():
+    pool = PriorityPool(1, name="test-pool")
+    gate = threading.Event()
+    ran: list[int] = []
+    try:
+        blocker = pool.submit(0, gate.wait, WAIT)
+        queued = [pool.submit(priority, ran.append, priority) for priority in (3, 1, 2, 1)]
+        gate.set()
+        assert not wait_for([blocker, *queued], timeout=WAIT).not_done
+        assert ran == [1, 1, 2, 3]
+
+        gate.clear()
+        blocker = pool.submit(0, gate.wait, WAIT)
+        queued = [pool.submit(5, ran.append, 5) for _ in range(3)]
+        pool.shutdown(wait=False, cancel_futures=True)
+        # A fetch that failed waits for its layers' entries: cancelled ones must count as done.
+        assert not wait_for(queued, timeout=WAIT).not_done
+        assert all(f.cancelled() for f in queued)
+    finally:
+        gate.set()
+        pool.shutdown()
