@@ -83,6 +83,7 @@ class BenchLambda(lambda_server.FakeLambda):
         super().__init__(**kwargs)
         self._etags: dict[int, str] = {}
         self.link: link_model.Link | None = None  # set while the link-model cases run
+        self.last_byte_at = 0.0  # time.time() when the last download answer was sent whole
 
     def add_layer(self, name, zip_bytes_or_path, *args, **kwargs):
         lv = super().add_layer(name, zip_bytes_or_path, *args, **kwargs)
@@ -108,6 +109,8 @@ class BenchLambda(lambda_server.FakeLambda):
             h.end_headers()
             if h.command != "HEAD":
                 link.send_body(h, memoryview(response.body))
+                if download:
+                    self.last_byte_at = max(self.last_byte_at, time.time())
         except (ConnectionError, TimeoutError):  # a client that hung up (or was killed)
             h.close_connection = True
 
@@ -122,13 +125,16 @@ class Sample:
     rc: int
     requests: int = 0
     stderr_tail: str = ""
+    # Over the link model: (start-up until the first API request, from it until the link
+    # delivered the last byte, after that until the command exited), in seconds.
+    phases: tuple[float, float, float] | None = None
 
 
 GNU_TIME = Path("/usr/bin/time")
 
 
 def run_timed(argv: list[str], env: dict[str, str], log: Path, server: BenchLambda | None = None, *,
-              rss: bool = False) -> Sample:
+              rss: bool = False, phases: BenchLambda | None = None) -> Sample:
     """Run `argv` as a user would, timing it with perf_counter around spawn-to-exit.
 
     With `rss`, the command runs under `/usr/bin/time -f %M` (Debian's `time`), which
@@ -139,14 +145,19 @@ def run_timed(argv: list[str], env: dict[str, str], log: Path, server: BenchLamb
     """
     if server is not None:
         server.clear_requests()
+    if phases is not None:
+        phases.clear_requests()
+        phases.last_byte_at = 0.0
     rss_file = log.with_suffix(".rss")
     if rss:
         argv = [str(GNU_TIME), "-f", "%M", "-o", str(rss_file), *argv]
     with open(log, "wb") as out:
+        spawned = time.time()
         start = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         _, status, _usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
+        exited = spawned + seconds
     proc.returncode = os.waitstatus_to_exitcode(status)
     tail = ""
     if proc.returncode != 0:
@@ -159,7 +170,11 @@ def run_timed(argv: list[str], env: dict[str, str], log: Path, server: BenchLamb
         except (OSError, ValueError, IndexError):
             rss_kb = 0
     requests = len(server.requests) if server is not None else 0
-    return Sample(seconds, rss_kb, proc.returncode, requests, tail)
+    split = None
+    if phases is not None and phases.requests and phases.last_byte_at:
+        first = min(r.time for r in phases.requests)
+        split = (first - spawned, phases.last_byte_at - first, exited - phases.last_byte_at)
+    return Sample(seconds, rss_kb, proc.returncode, requests, tail, split)
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -313,11 +328,12 @@ class Bench:
         path.mkdir(parents=True)
         return path
 
-    def run(self, argv, env, log_name: str, *, watch: bool = False, rss: bool = False) -> Sample:
+    def run(self, argv, env, log_name: str, *, watch: bool = False, rss: bool = False,
+            phases: bool = False) -> Sample:
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         return run_timed(argv, env, logs / log_name, self.server if watch else None,
-                         rss=rss and GNU_TIME.exists())
+                         rss=rss and GNU_TIME.exists(), phases=self.server if phases else None)
 
 
 # --------------------------------------------------------------------------- correctness
@@ -537,7 +553,8 @@ def run_cases(bench: Bench, cases: list[str], runs: int, refs: dict[str, dict], 
             def one_cold(tool: Tool, k: int, arns=arns, case=case) -> Sample:
                 work = bench.fresh(case, tool.key, f"run-{k}")
                 argv, env, _ = bench.fetch_argv(tool, arns, work)
-                sample = bench.run(argv, env, f"{case}-{tool.key}-{k}.log", rss=COLD_CASES[case] == "cold4")
+                sample = bench.run(argv, env, f"{case}-{tool.key}-{k}.log", rss=COLD_CASES[case] == "cold4",
+                                   phases=case in LINK_CASES)
                 shutil.rmtree(work)
                 return sample
 
@@ -871,7 +888,24 @@ def case_table(result: CaseResult, tools: list[Tool]) -> list[str]:
         at = f"extpack at {base / result.link_floor:.2f}× the floor" if base else ""
         lines.append(f"| link floor | {fmt_s(result.link_floor)} | — | — | — | " + ("— | " if show_rss else "") +
                      f"— | zip bytes at the link's total rate + one API call + first byte; {at} |")
+        lines += phases_table(result, tools)
     return lines
+
+
+def phases_table(result: CaseResult, tools: list[Tool]) -> list[str]:
+    """Where each tool's time over the link goes, from the server's side: medians."""
+    rows = []
+    for tool in tools:
+        split = [s.phases for s in result.samples.get(tool.key, []) if s.rc == 0 and s.phases]
+        if split:
+            medians = [statistics.median(part[i] for part in split) for i in range(3)]
+            rows.append(f"| {tool.label} | " + " | ".join(fmt_s(m) for m in medians) + " |")
+    if not rows:
+        return []
+    return ["", "Where the time goes (medians, from the server's clock): start-up, until the first Lambda API "
+            "request arrived; over the link, from then until the last byte of the last zip was sent (at best the "
+            "link floor); after the last byte, until the command exited.",
+            "", "| tool | start-up | over the link | after the last byte |", "|---|---|---|---|", *rows]
 
 
 def link_targets_table(results: dict[str, CaseResult]) -> list[str]:
