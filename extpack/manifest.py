@@ -16,7 +16,7 @@ from pathlib import Path
 from extpack import nofollow, validate
 from extpack.atomic import write_atomically
 from extpack.exceptions import UsageError
-from extpack.model import STAGED_TYPES, Arch, EntryType, SourceKind, TreeEntry, is_extension
+from extpack.model import STAGED_TYPE_NAMED, Arch, EntryType, SourceKind, TreeEntry, is_extension
 from extpack.shapes import Shapes
 
 SCHEMA = "extpack.manifest/v1"
@@ -128,17 +128,25 @@ class Manifest:
 def read(stage_dir: Path) -> Manifest | None:
     """The stage's manifest; None when there is none (or it, or the stage dir, is a symlink, or it
     is not extpack's); exit 2 when a field has the wrong shape."""
-    data = _read_json(stage_dir)
+    data = _read_json(stage_dir, keep=False)
     return None if data is None else parse(data, stage_dir / NAME)
 
 
 def is_stage(stage_dir: Path) -> bool:
     """Whether the folder holds extpack's manifest (even one with damaged fields): the cheap
     test, without checking its thousands of entries."""
-    return _read_json(stage_dir) is not None
+    return _read_json(stage_dir, keep=True) is not None
 
 
-def _read_json(stage_dir: Path) -> dict | None:
+# The JSON is_stage just decoded, handed to the read() of the same file that follows it in a fetch
+# (decoding a big manifest takes ~10 ms), then dropped; with the file's identity as fstat gives it,
+# so an edited or replaced file is decoded again. read() checks every field either way.
+_just_checked: tuple[tuple[int, ...], dict] | None = None
+
+
+def _read_json(stage_dir: Path, *, keep: bool) -> dict | None:
+    global _just_checked
+    kept, _just_checked = _just_checked, None
     try:
         stage_fd = nofollow.open_dir(stage_dir)
     except OSError:
@@ -146,12 +154,18 @@ def _read_json(stage_dir: Path) -> dict | None:
     try:
         fd = os.open(NAME, nofollow.FILE_FLAGS, dir_fd=stage_fd)
         with open(fd, "rb") as handle:
-            data = json.loads(handle.read())
+            st = os.fstat(fd)
+            identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            data = kept[1] if kept is not None and kept[0] == identity else json.loads(handle.read())
     except (OSError, ValueError):
         return None
     finally:
         os.close(stage_fd)
-    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+    if not (isinstance(data, dict) and data.get("schema") == SCHEMA):
+        return None
+    if keep:
+        _just_checked = (identity, data)
+    return data
 
 
 def load(stage_dir: Path) -> Manifest:
@@ -226,44 +240,56 @@ def _layer(layer: object, position: int) -> StagedLayer:
     )
 
 
-_ENTRY_TYPES = {kind.value: kind for kind in STAGED_TYPES}
 _DEFAULT_MODES = {EntryType.FILE: 0o644, EntryType.DIR: 0o755, EntryType.SYMLINK: 0o777}
+_MODES: dict[str, int] = {}  # "0644" -> 0o644, filled as modes are read (a stage has a handful)
 
 
 def _file(entry: object, index: int, where: str = "files") -> StagedFile:
-    # A stage has thousands of entries: each field gets a cheap test first, and the
-    # validator that explains the problem only when that test fails.
-    where = f"{where}[{index}]"
+    # A stage has thousands of entries: each field gets a cheap test first, and only a field
+    # that fails it goes to the validator that names it and explains the problem.
     if type(entry) is not dict:
-        validate.mapping(entry, where)
+        validate.mapping(entry, f"{where}[{index}]")
     path = entry.get("path")
-    if type(path) is not str or not path or validate.CONTROL_RE.search(path) or (
+    if type(path) is not str or not path or not (path.isascii() and path.isprintable()) and (
+            validate.CONTROL_RE.search(path)) or (
             (path[0] in "/." or path[-1] == "/" or "//" in path or "/." in path)
             and validate.BAD_RELATIVE_PATH_RE.search(path)):
-        validate.relative_path(path, f"{where}.path")
-    kind = _ENTRY_TYPES.get(entry.get("type"))  # type: ignore[arg-type]
+        validate.relative_path(path, f"{where}[{index}].path")
+    kind_text = entry.get("type")
+    kind = STAGED_TYPE_NAMED.get(kind_text) if type(kind_text) is str else None
     if kind is None:
-        validate.one_of(entry.get("type"), tuple(_ENTRY_TYPES), f"{where}.type")
-    mode = entry.get("mode")
-    if mode is not None and not (type(mode) is str and validate.MODE_RE.fullmatch(mode)):
-        raise validate.Invalid(f"{where}.mode", f"is not four octal digits: {validate.shown(mode)}")
+        validate.one_of(kind_text, tuple(STAGED_TYPE_NAMED), f"{where}[{index}].type")
+    mode_text = entry.get("mode")
+    mode = _DEFAULT_MODES[kind] if mode_text is None else _MODES.get(mode_text) if type(mode_text) is str else None
+    if mode is None:
+        mode = _mode(mode_text, f"{where}[{index}].mode")
     sha = entry.get("sha256")
     if sha is not None and not (type(sha) is str and validate.SHA256_RE.fullmatch(sha)):
-        validate.sha256_hex(sha, f"{where}.sha256")
+        validate.sha256_hex(sha, f"{where}[{index}].sha256")
     target = entry.get("target")
     if target is not None and type(target) is not str:
-        raise validate.Invalid(f"{where}.target", f"must be a string, not {type(target).__name__}")
-    for key in ("size", "mtime", "layer"):
-        value = entry.get(key)
-        if value is not None and not (type(value) is int and value >= 0):
-            validate.count(value, f"{where}.{key}")
+        raise validate.Invalid(f"{where}[{index}].target", f"must be a string, not {type(target).__name__}")
+    size, mtime, layer = entry.get("size"), entry.get("mtime"), entry.get("layer")
+    if not ((size is None or type(size) is int and size >= 0) and (mtime is None or type(mtime) is int and mtime >= 0)
+            and (layer is None or type(layer) is int and layer >= 0)):
+        for key in ("size", "mtime", "layer"):
+            value = entry.get(key)
+            if value is not None:
+                validate.count(value, f"{where}[{index}].{key}")
     overrode = entry.get("overrode") or ()
     if overrode:
-        for position, layer in enumerate(validate.sequence(overrode, f"{where}.overrode")):
-            validate.count(layer, f"{where}.overrode[{position}]")
-    return StagedFile(path, kind, _DEFAULT_MODES[kind] if mode is None else int(mode, 8), entry.get("size") or 0,
-                      target, layer=entry.get("layer") or 0, sha256=sha, mtime=entry.get("mtime"),
-                      overrode=tuple(overrode))
+        for position, earlier in enumerate(validate.sequence(overrode, f"{where}[{index}].overrode")):
+            validate.count(earlier, f"{where}[{index}].overrode[{position}]")
+    # Positional: a frozen dataclass's keyword call is measurably slower over thousands of entries.
+    return StagedFile(path, kind, mode, size or 0, target, layer or 0, sha, mtime, tuple(overrode))
+
+
+def _mode(text: object, field: str) -> int:
+    """A mode as the manifest writes it (four octal digits), the first time it is seen."""
+    if not (type(text) is str and validate.MODE_RE.fullmatch(text)):
+        raise validate.Invalid(field, f"is not four octal digits: {validate.shown(text)}")
+    _MODES[text] = int(text, 8)
+    return _MODES[text]
 
 
 # ---------------------------------------------------------------------------

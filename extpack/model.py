@@ -108,14 +108,13 @@ class EntryType(_StrEnum):
     @classmethod
     def of_mode(cls, mode: int) -> EntryType:
         """The type of an lstat() result's st_mode."""
-        if stat.S_ISLNK(mode):
-            return cls.SYMLINK
-        if stat.S_ISDIR(mode):
-            return cls.DIR
-        return cls.FILE if stat.S_ISREG(mode) else cls.OTHER
+        return _TYPE_OF_FORMAT.get(stat.S_IFMT(mode), cls.OTHER)  # one lookup: called for every file of a tree
 
 
 STAGED_TYPES = (EntryType.FILE, EntryType.DIR, EntryType.SYMLINK)
+# A type by its name: a dict lookup, cheaper than EntryType(name) for every entry of a tree.
+STAGED_TYPE_NAMED = {kind.value: kind for kind in STAGED_TYPES}
+_TYPE_OF_FORMAT = {stat.S_IFREG: EntryType.FILE, stat.S_IFDIR: EntryType.DIR, stat.S_IFLNK: EntryType.SYMLINK}
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,9 +78,10 @@ def test_a_manifest_without_the_optional_keys_writes_back_what_it_read():
     (lambda m: m["files"][0].__setitem__("path", "../etc"), "files[0].path"),
     (lambda m: m["files"][0].__setitem__("mode", "755"), "files[0].mode"),
     (lambda m: m["files"][0].__setitem__("type", "fifo"), "files[0].type"),
+    (lambda m: m["files"][0].__setitem__("type", ["file"]), "files[0].type"),
     (lambda m: m["files"][0].__setitem__("overrode", [-1]), "files[0].overrode[0]"),
     (lambda m: m.__setitem__("files", {}), "files"),
-], ids=["arch", "kind", "sha256", "path", "mode", "type", "overrode", "files"])
+], ids=["arch", "kind", "sha256", "path", "mode", "type", "type-not-text", "overrode", "files"])
 def test_a_field_of_the_wrong_shape_is_exit_2_naming_file_and_field(edit, field):
     data = json.loads(GOLDEN.read_text())
     edit(data)
