@@ -136,11 +136,12 @@ class Severity(_StrEnum):
 
 
 EXTENSIONS_DIR = "extensions"  # under /opt: Lambda starts each executable directly in it
+_IN_EXTENSIONS = EXTENSIONS_DIR + "/"
 
 
 def is_extension(path: str) -> bool:
     """Whether `path` (relative to /opt) is directly in /opt/extensions, where Lambda looks."""
-    return path.startswith(EXTENSIONS_DIR + "/") and path.count("/") == 1
+    return path.startswith(_IN_EXTENSIONS) and path.count("/") == 1
 
 
 # Lambda's quotas (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
