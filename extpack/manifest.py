@@ -148,25 +148,17 @@ class Manifest:
 def read(stage_dir: Path) -> Manifest | None:
     """The stage's manifest; None when there is none (or it, or the stage dir, is a symlink, or it
     is not extpack's); exit 2 when a field has the wrong shape."""
-    data = _read_json(stage_dir, keep=False)
+    data = _read_json(stage_dir)
     return None if data is None else parse(data, stage_dir / NAME)
 
 
 def is_stage(stage_dir: Path) -> bool:
     """Whether the folder holds extpack's manifest (even one with damaged fields): the cheap
     test, without checking its thousands of entries."""
-    return _read_json(stage_dir, keep=True) is not None
+    return _read_json(stage_dir) is not None
 
 
-# The JSON is_stage just decoded, handed to the read() of the same file that follows it in a fetch
-# (decoding a big manifest takes ~10 ms), then dropped; with the file's identity as fstat gives it,
-# so an edited or replaced file is decoded again. read() checks every field either way.
-_just_checked: tuple[tuple[int, ...], dict] | None = None
-
-
-def _read_json(stage_dir: Path, *, keep: bool) -> dict | None:
-    global _just_checked
-    kept, _just_checked = _just_checked, None
+def _read_json(stage_dir: Path) -> dict | None:
     try:
         stage_fd = nofollow.open_dir(stage_dir)
     except OSError:
@@ -174,18 +166,12 @@ def _read_json(stage_dir: Path, *, keep: bool) -> dict | None:
     try:
         fd = os.open(NAME, nofollow.FILE_FLAGS, dir_fd=stage_fd)
         with open(fd, "rb") as handle:
-            st = os.fstat(fd)
-            identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            data = kept[1] if kept is not None and kept[0] == identity else json.loads(handle.read())
+            data = json.loads(handle.read())
     except (OSError, ValueError):
         return None
     finally:
         os.close(stage_fd)
-    if not (isinstance(data, dict) and data.get("schema") == SCHEMA):
-        return None
-    if keep:
-        _just_checked = (identity, data)
-    return data
+    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
 
 
 def load(stage_dir: Path) -> Manifest:
