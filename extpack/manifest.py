@@ -2,8 +2,9 @@
 
 A manifest sits in a work tree anyone may edit: its paths, ARNs and names reach file
 operations, messages and Dockerfiles, so the reader checks each field against its grammar
-and hands out typed, frozen values; no other module reads the JSON. Fields extpack can do
-without are optional (older stages and hand-made ones lack some).
+and hands out typed values (frozen, but for the thousands of file entries: see TreeEntry); no
+other module reads the JSON. Fields extpack can do without are optional (older stages and
+hand-made ones lack some).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class StagedLayer:
                 "files": self.files}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: see TreeEntry
 class StagedFile(TreeEntry):
     """One path under /opt (relative to it), as staged."""
 
@@ -286,7 +287,7 @@ def _file(entry: object, index: int, where: str = "files") -> StagedFile:
     if overrode:
         for position, earlier in enumerate(validate.sequence(overrode, f"{where}[{index}].overrode")):
             validate.count(earlier, f"{where}[{index}].overrode[{position}]")
-    # Positional: a frozen dataclass's keyword call is measurably slower over thousands of entries.
+    # Positional: a keyword call is measurably slower over thousands of entries.
     return StagedFile(path, kind, mode, size or 0, target, layer or 0, sha, mtime, tuple(overrode))
 
 

@@ -117,7 +117,10 @@ STAGED_TYPE_NAMED = {kind.value: kind for kind in STAGED_TYPES}
 _TYPE_OF_FORMAT = {stat.S_IFREG: EntryType.FILE, stat.S_IFDIR: EntryType.DIR, stat.S_IFLNK: EntryType.SYMLINK}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though nothing changes an entry once made: a frozen dataclass's __init__ sets each
+# field through object.__setattr__, and a tree has thousands of entries, made on every run (manifest,
+# views): ~1 µs more an entry, 5-10 ms of a no-op fetch or a render. Hashable by value all the same.
+@dataclass(slots=True, unsafe_hash=True)
 class TreeEntry:
     """One path of a tree (a stage's /opt, an image's root), as the checks and detectors see it."""
 
