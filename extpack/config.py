@@ -15,11 +15,6 @@ from extpack import validate
 from extpack.exceptions import UsageError
 from extpack.model import ARCH_NAMES
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
-
 CONFIG_FILE = "extpack.toml"
 PYPROJECT = "pyproject.toml"
 
@@ -171,6 +166,11 @@ def _relative_parents(cwd: Path) -> list[Path]:
 
 
 def _read(path: Path, *, pyproject: bool) -> dict:
+    # Imported here, when there is a file to read (~1 ms that a run without a config does not pay).
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

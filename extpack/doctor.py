@@ -18,7 +18,7 @@ from pathlib import Path
 
 from extpack import nofollow, rootfs
 from extpack.elf import ELF_MAGIC, HEADER_BYTES, elf_arch, elf_interpreter
-from extpack.manifest import Manifest, StagedLayer
+from extpack.manifest import Manifest, StagedFile, StagedLayer
 from extpack.model import (
     DEFAULT_ARCH,
     EXTENSIONS_DIR,
@@ -178,10 +178,11 @@ def _check_symlinks(view: View, entries: dict[str, TreeEntry]) -> list[Finding]:
 
 def _check_manifest(view: View, entries: dict[str, TreeEntry], manifest: Manifest, arch: str) -> list[Finding]:
     findings = []
+    extension_files = manifest.extensions()
     for layer in manifest.layers:
         declared = layer.architectures
         name = layer.label
-        cpus = {elf_arch(view.read(path, 0, HEADER_BYTES)) for path in _layer_extensions(manifest, layer)
+        cpus = {elf_arch(view.read(path, 0, HEADER_BYTES)) for path in _layer_extensions(extension_files, layer)
                 if getattr(entries.get(path), "type", None) == "file"}
         cpus.discard(None)
         if declared and cpus and not cpus <= set(declared):
@@ -204,9 +205,9 @@ def _check_manifest(view: View, entries: dict[str, TreeEntry], manifest: Manifes
     return findings
 
 
-def _layer_extensions(manifest: Manifest, layer: StagedLayer) -> list[str]:
-    """The image paths ("opt/extensions/NAME") of the layer's extension files."""
-    return ["opt/" + f.path for f in manifest.files if f.type == "file" and f.layer == layer.index and f.is_extension]
+def _layer_extensions(extension_files: list[StagedFile], layer: StagedLayer) -> list[str]:
+    """The image paths ("opt/extensions/NAME") of the layer's extension files (of the manifest's extensions)."""
+    return ["opt/" + f.path for f in extension_files if f.type == "file" and f.layer == layer.index]
 
 
 def fix(stage_view, findings: list[Finding]) -> list[str]:

@@ -21,7 +21,7 @@ from extpack.obtain import Obtainer, Workspace
 from extpack.pipeline import INTERRUPT_GRACE, Pipeline, doctor_gate
 from extpack.plan import Plan, lock_only, make_plan, up_to_date
 from extpack.resolve import LambdaResolver
-from extpack.rootfs import StageView
+from extpack.rootfs import ManifestView
 from extpack.shapes import shapes_of, wrapper_hints
 from extpack.stagelock import holding_stage
 
@@ -71,7 +71,9 @@ class Fetcher:
     def _unchanged_result(self, plan: Plan, manifest: Manifest) -> FetchResult:
         """The no-op fast path: the stage already holds the plan; doctor still checks it."""
         options = self.options
-        warnings = doctor_gate(options, StageView(options.stage_dir), manifest)  # --strict holds here too
+        # up_to_date found /opt entry by entry as the manifest says (type, mode, size, mtime, link
+        # target): doctor reads the tree from it rather than walking /opt a second time.
+        warnings = doctor_gate(options, ManifestView(options.stage_dir, manifest), manifest)  # --strict holds here too
         # Make sees the stage as fresh again (Makefiles depend on manifest.json, not on opt/).
         os.utime(options.stage_dir / manifests.NAME)
         new_lock = plan.new_lock(options.arch, plan.pins)

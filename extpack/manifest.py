@@ -2,8 +2,9 @@
 
 A manifest sits in a work tree anyone may edit: its paths, ARNs and names reach file
 operations, messages and Dockerfiles, so the reader checks each field against its grammar
-and hands out typed, frozen values; no other module reads the JSON. Fields extpack can do
-without are optional (older stages and hand-made ones lack some).
+and hands out typed values (frozen, but for the thousands of file entries: see TreeEntry); no
+other module reads the JSON. Fields extpack can do without are optional (older stages and
+hand-made ones lack some).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from extpack import nofollow, validate
 from extpack.atomic import write_atomically
 from extpack.exceptions import UsageError
-from extpack.model import STAGED_TYPES, Arch, EntryType, SourceKind, TreeEntry, is_extension
+from extpack.model import STAGED_TYPE_NAMED, Arch, EntryType, SourceKind, TreeEntry, is_extension
 from extpack.shapes import Shapes
 
 SCHEMA = "extpack.manifest/v1"
@@ -53,7 +55,7 @@ class StagedLayer:
                 "files": self.files}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: see TreeEntry
 class StagedFile(TreeEntry):
     """One path under /opt (relative to it), as staged."""
 
@@ -73,6 +75,22 @@ class StagedFile(TreeEntry):
         return {"path": self.path, "type": self.type, "mode": f"{self.mode:04o}", "size": self.size,
                 "sha256": self.sha256, "target": self.target, "mtime": self.mtime, "layer": self.layer,
                 "overrode": list(self.overrode)}
+
+    def json_line(self) -> str:
+        """to_json() as the manifest writes it (json's encoder, sorted keys), formatted directly:
+        an encoder call per entry was half the time of writing a manifest of thousands."""
+        return (f'{{"layer": {self.layer}, "mode": "{self.mode:04o}", "mtime": {_json_int(self.mtime)}, '
+                f'"overrode": [{", ".join(map(str, self.overrode))}], "path": {_json_str(self.path)}, '
+                f'"sha256": {_json_str(self.sha256)}, "size": {self.size}, "target": {_json_str(self.target)}, '
+                f'"type": "{self.type}"}}')
+
+
+def _json_int(value: int | None) -> str:
+    return "null" if value is None else str(value)
+
+
+def _json_str(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)  # what json.dumps writes for a str
 
 
 @dataclass(frozen=True)
@@ -108,9 +126,12 @@ class Manifest:
     def extensions(self) -> list[StagedFile]:
         return [f for f in self.files if f.is_extension]
 
-    def to_json(self) -> dict:
+    def to_json(self, *, files: bool = True) -> dict:
+        """The manifest's JSON; without `files`, all but the files (text() writes those itself)."""
         data = {"schema": SCHEMA, "arch": self.arch, "layers": [layer.to_json() for layer in self.layers],
-                "files": [f.to_json() for f in self.files], "total_size": self.total_size}
+                "total_size": self.total_size}
+        if files:
+            data["files"] = [f.to_json() for f in self.files]
         if self.max_layer_size is not None:
             data["max_layer_size"] = self.max_layer_size
         if self.shapes is not None:
@@ -226,44 +247,56 @@ def _layer(layer: object, position: int) -> StagedLayer:
     )
 
 
-_ENTRY_TYPES = {kind.value: kind for kind in STAGED_TYPES}
 _DEFAULT_MODES = {EntryType.FILE: 0o644, EntryType.DIR: 0o755, EntryType.SYMLINK: 0o777}
+_MODES: dict[str, int] = {}  # "0644" -> 0o644, filled as modes are read (a stage has a handful)
 
 
 def _file(entry: object, index: int, where: str = "files") -> StagedFile:
-    # A stage has thousands of entries: each field gets a cheap test first, and the
-    # validator that explains the problem only when that test fails.
-    where = f"{where}[{index}]"
+    # A stage has thousands of entries: each field gets a cheap test first, and only a field
+    # that fails it goes to the validator that names it and explains the problem.
     if type(entry) is not dict:
-        validate.mapping(entry, where)
+        validate.mapping(entry, f"{where}[{index}]")
     path = entry.get("path")
-    if type(path) is not str or not path or validate.CONTROL_RE.search(path) or (
+    if type(path) is not str or not path or not (path.isascii() and path.isprintable()) and (
+            validate.CONTROL_RE.search(path)) or (
             (path[0] in "/." or path[-1] == "/" or "//" in path or "/." in path)
             and validate.BAD_RELATIVE_PATH_RE.search(path)):
-        validate.relative_path(path, f"{where}.path")
-    kind = _ENTRY_TYPES.get(entry.get("type"))  # type: ignore[arg-type]
+        validate.relative_path(path, f"{where}[{index}].path")
+    kind_text = entry.get("type")
+    kind = STAGED_TYPE_NAMED.get(kind_text) if type(kind_text) is str else None
     if kind is None:
-        validate.one_of(entry.get("type"), tuple(_ENTRY_TYPES), f"{where}.type")
-    mode = entry.get("mode")
-    if mode is not None and not (type(mode) is str and validate.MODE_RE.fullmatch(mode)):
-        raise validate.Invalid(f"{where}.mode", f"is not four octal digits: {validate.shown(mode)}")
+        validate.one_of(kind_text, tuple(STAGED_TYPE_NAMED), f"{where}[{index}].type")
+    mode_text = entry.get("mode")
+    mode = _DEFAULT_MODES[kind] if mode_text is None else _MODES.get(mode_text) if type(mode_text) is str else None
+    if mode is None:
+        mode = _mode(mode_text, f"{where}[{index}].mode")
     sha = entry.get("sha256")
     if sha is not None and not (type(sha) is str and validate.SHA256_RE.fullmatch(sha)):
-        validate.sha256_hex(sha, f"{where}.sha256")
+        validate.sha256_hex(sha, f"{where}[{index}].sha256")
     target = entry.get("target")
     if target is not None and type(target) is not str:
-        raise validate.Invalid(f"{where}.target", f"must be a string, not {type(target).__name__}")
-    for key in ("size", "mtime", "layer"):
-        value = entry.get(key)
-        if value is not None and not (type(value) is int and value >= 0):
-            validate.count(value, f"{where}.{key}")
+        raise validate.Invalid(f"{where}[{index}].target", f"must be a string, not {type(target).__name__}")
+    size, mtime, layer = entry.get("size"), entry.get("mtime"), entry.get("layer")
+    if not ((size is None or type(size) is int and size >= 0) and (mtime is None or type(mtime) is int and mtime >= 0)
+            and (layer is None or type(layer) is int and layer >= 0)):
+        for key in ("size", "mtime", "layer"):
+            value = entry.get(key)
+            if value is not None:
+                validate.count(value, f"{where}[{index}].{key}")
     overrode = entry.get("overrode") or ()
     if overrode:
-        for position, layer in enumerate(validate.sequence(overrode, f"{where}.overrode")):
-            validate.count(layer, f"{where}.overrode[{position}]")
-    return StagedFile(path, kind, _DEFAULT_MODES[kind] if mode is None else int(mode, 8), entry.get("size") or 0,
-                      target, layer=entry.get("layer") or 0, sha256=sha, mtime=entry.get("mtime"),
-                      overrode=tuple(overrode))
+        for position, earlier in enumerate(validate.sequence(overrode, f"{where}[{index}].overrode")):
+            validate.count(earlier, f"{where}[{index}].overrode[{position}]")
+    # Positional: a keyword call is measurably slower over thousands of entries.
+    return StagedFile(path, kind, mode, size or 0, target, layer or 0, sha, mtime, tuple(overrode))
+
+
+def _mode(text: object, field: str) -> int:
+    """A mode as the manifest writes it (four octal digits), the first time it is seen."""
+    if not (type(text) is str and validate.MODE_RE.fullmatch(text)):
+        raise validate.Invalid(field, f"is not four octal digits: {validate.shown(text)}")
+    _MODES[text] = int(text, 8)
+    return _MODES[text]
 
 
 # ---------------------------------------------------------------------------
@@ -278,15 +311,17 @@ def write(stage_dir: Path, manifest: Manifest) -> None:
 
 def text(manifest: Manifest) -> str:
     """Sorted keys, one file (or layer) per line: diffs read well, and json's C encoder
-    writes it (an indented dump goes through the much slower Python encoder)."""
-    data = manifest.to_json()
+    writes it (an indented dump goes through the much slower Python encoder); the files'
+    lines, thousands of them, StagedFile.json_line writes."""
+    data = manifest.to_json(files=False)
     encode = json.JSONEncoder(sort_keys=True).encode
+    rows = {key: list(map(encode, value)) for key, value in data.items() if isinstance(value, list)}
+    rows["files"] = [entry.json_line() for entry in manifest.files]
     fields = []
-    for key in sorted(data):
-        value = data[key]
-        if isinstance(value, list) and value:
-            rows = ",\n  ".join(map(encode, value))
-            fields.append(f' {encode(key)}: [\n  {rows}\n ]')
+    for key in sorted(data.keys() | rows.keys()):
+        if rows.get(key):
+            lines = ",\n  ".join(rows[key])
+            fields.append(f' {encode(key)}: [\n  {lines}\n ]')
         else:
-            fields.append(f" {encode(key)}: {encode(value)}")
+            fields.append(f" {encode(key)}: {encode(data.get(key, []))}")
     return "{\n" + ",\n".join(fields) + "\n}\n"

@@ -9,10 +9,8 @@ What failed is told by the exception's type, never by its message text.
 
 from __future__ import annotations
 
-import http.client
 import os
 import random
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -73,6 +71,11 @@ class Transient(Exception):
 def network_problem(exc: BaseException, host: str) -> Transient | None:
     """What a requests/urllib3 exception means, as a Transient to retry, or None when it is
     not a network fault worth retrying (a TLS certificate refused, or not a network error)."""
+    # Imported here, on the first failure: http.client brings ssl and email (~10 ms), which
+    # the no-op and warm-cache runs, which download nothing, should not pay for.
+    import http.client
+    import socket
+
     import requests
     import urllib3.exceptions as u3
 

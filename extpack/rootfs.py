@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from extpack import nofollow
 from extpack.exceptions import UsageError
-from extpack.model import Arch, EntryType, TreeEntry
+from extpack.model import STAGED_TYPE_NAMED, Arch, EntryType, TreeEntry
 from extpack.stage import open_stage_opt
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class TreeView(StageView):
 
     def __init__(self, stage_dir: Path, nodes: dict) -> None:
         self.root = stage_dir
-        self._entries = {f"{OPT}/{path}": TreeEntry(f"{OPT}/{path}", EntryType(node.type), node.mode, node.size,
+        self._entries = {f"{OPT}/{path}": TreeEntry(f"{OPT}/{path}", STAGED_TYPE_NAMED[node.type], node.mode, node.size,
                                                     node.target)
                          for path, node in nodes.items()}
 

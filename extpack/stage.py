@@ -20,7 +20,7 @@ from extpack import nofollow
 from extpack.atomic import discard, write_atomically
 from extpack.exceptions import UsageError
 from extpack.manifest import Manifest, StagedFile, StagedLayer, StagedTask
-from extpack.model import Arch, EntryType
+from extpack.model import STAGED_TYPE_NAMED, Arch, EntryType
 from extpack.shapes import detect_in_manifest, detect_in_tree
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ TASK_DIR = "task"  # a converted function's own code (fetch --function --with-co
 def manifest_of(tree: StageTree, arch: Arch, layers: list[StagedLayer], max_layer_size: int) -> Manifest:
     """The manifest of a built tree: every entry, and the shapes it takes."""
     files = tuple(
-        StagedFile(path, EntryType(node.type), node.mode, node.size, node.target, layer=node.layer,
-                   sha256=node.sha256, mtime=node.mtime, overrode=tuple(node.overrode))
+        StagedFile(path, STAGED_TYPE_NAMED[node.type], node.mode, node.size, node.target, node.layer, node.sha256,
+                   node.mtime, tuple(node.overrode))
         for path, node in sorted(tree.nodes.items()))
     shapes = detect_in_tree(files, tree.root)
     return Manifest.of(arch, tuple(layers), files, max_layer_size=max_layer_size, shapes=shapes)
@@ -167,15 +167,14 @@ def _entry_difference(item: nofollow.Item, entry: StagedFile, contents: bool) ->
     kind = EntryType.of_mode(st.st_mode)
     if kind != entry.type:
         return f"is a {kind}, expected a {entry.type}"
-    if kind == "symlink":
+    if kind is EntryType.SYMLINK:
         target = item.readlink()
         return None if target == entry.target else f"points to {target}, expected {entry.target}"
-    if kind == "dir":
-        mode = f"{stat.S_IMODE(st.st_mode):04o}"
-        return None if mode == entry.mode_text else f"mode {mode}, expected {entry.mode_text}"
-    mode = f"{stat.S_IMODE(st.st_mode):04o}"
-    if mode != entry.mode_text:
-        return f"mode {mode}, expected {entry.mode_text}"
+    mode = stat.S_IMODE(st.st_mode)  # compared as numbers, written as the manifest writes them
+    if mode != entry.mode:
+        return f"mode {mode:04o}, expected {entry.mode_text}"
+    if kind is EntryType.DIR:
+        return None
     if st.st_size != entry.size:
         return f"size {st.st_size}, expected {entry.size}"
     if contents:

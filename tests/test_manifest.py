@@ -13,7 +13,8 @@ import pytest
 
 from extpack import manifest
 from extpack.exceptions import UsageError
-from extpack.model import STAGED_TYPES, Arch, SourceKind
+from extpack.manifest import StagedFile
+from extpack.model import STAGED_TYPES, Arch, EntryType, SourceKind
 
 GOLDEN = Path(__file__).parent / "golden" / "manifest.json"
 FIXTURE_ZIPS = ("demo-extension.zip", "override-a.zip", "override-b.zip", "python-deps.zip", "ext-symlink.zip")
@@ -78,9 +79,10 @@ def test_a_manifest_without_the_optional_keys_writes_back_what_it_read():
     (lambda m: m["files"][0].__setitem__("path", "../etc"), "files[0].path"),
     (lambda m: m["files"][0].__setitem__("mode", "755"), "files[0].mode"),
     (lambda m: m["files"][0].__setitem__("type", "fifo"), "files[0].type"),
+    (lambda m: m["files"][0].__setitem__("type", ["file"]), "files[0].type"),
     (lambda m: m["files"][0].__setitem__("overrode", [-1]), "files[0].overrode[0]"),
     (lambda m: m.__setitem__("files", {}), "files"),
-], ids=["arch", "kind", "sha256", "path", "mode", "type", "overrode", "files"])
+], ids=["arch", "kind", "sha256", "path", "mode", "type", "type-not-text", "overrode", "files"])
 def test_a_field_of_the_wrong_shape_is_exit_2_naming_file_and_field(edit, field):
     data = json.loads(GOLDEN.read_text())
     edit(data)
@@ -97,3 +99,13 @@ def test_no_manifest_or_not_extpacks_is_none_and_load_says_fetch(tmp_path):
     assert manifest.read(tmp_path) is None
     with pytest.raises(UsageError, match="no stage at .*: run extpack fetch first"):
         manifest.load(tmp_path)
+
+
+def test_a_files_line_is_what_json_writes_for_it():
+    """text() formats each file's line itself (json's encoder per entry was the slow part of writing a
+    manifest): every line must be exactly json's, whatever the path or link target holds."""
+    golden = manifest.parse(json.loads(GOLDEN.read_text()), GOLDEN)
+    odd = [StagedFile("caf\u00e9/\u2028\"q\"\\b", EntryType.SYMLINK, 0o777, 0, "t\x00\x1f\x7f\ud800\U0001f600"),
+           StagedFile("x", EntryType.FILE, 0o4755, 2**40, None, 7, "e" * 64, None, (0, 3))]
+    for entry in [*golden.files, *odd]:
+        assert entry.json_line() == json.dumps(entry.to_json(), sort_keys=True)
