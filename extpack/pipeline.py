@@ -218,10 +218,10 @@ class _EarlyTree:
         self.unpacking = None
 
     def start(self, sha256: str, zip_path: Path, size: int):
-        from extpack.stream_unpack import StreamingUnpack
+        from extpack.stream_unpack import WORTH_STREAMING, StreamingUnpack
 
         pipeline = self.pipeline
-        if pipeline.inflate_pool is None:
+        if pipeline.inflate_pool is None or size < WORTH_STREAMING:
             return None
         cache = pipeline.cache
         if pipeline._link_from_cache and cache is not None:

@@ -31,6 +31,13 @@ from extpack.priority_pool import PriorityPool
 from extpack.unpack import Entry, LayerTree, LayerWriter, read_directory
 from extpack.zipcheck import END_RECORD_WINDOW, check_local_header, directory_start, entry_spans, span_end
 
+# Only a zip this large is unpacked while it arrives. Measured on the benchmark's S3 link model
+# (benchmarks/RESULTS.md): unpacking the 19 and 24 MB layers early as well made the four-layer
+# fetch slower (1.64 s against 1.56 s), and on loopback every early unpack costs (1.30 s against
+# 1.21 s): a smaller zip is over in a fraction of a second on eight connections, and unpacked
+# after that it still overlaps the large layers' downloads, without its Python work contending
+# with theirs for the interpreter lock.
+WORTH_STREAMING = 64 << 20
 # Ready entries go to the pool in batches: one task an entry would cost more than small
 # entries take to inflate.
 BATCH_BYTES = 1 << 20

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extpack.priority_pool import PriorityPool
-from extpack.stream_unpack import StreamingUnpack
+from extpack.stream_unpack import WORTH_STREAMING, StreamingUnpack
 from extpack.unpack import unpack_layer
 
 MiB = 1 << 20
@@ -48,7 +48,8 @@ def layered_zip(payload: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def payload() -> bytes:
-    return os.urandom(20 * MiB)  # over two ranges: the zip is fetched as ranges
+    # Large enough to be unpacked while it arrives (WORTH_STREAMING), in many ranges.
+    return os.urandom(WORTH_STREAMING + MiB)
 
 
 def extpack_argv(*args: str) -> list[str]:
