@@ -120,4 +120,18 @@ def main(argv: list[str] | None = None) -> None:
                    "report it)",
                    err=True)
         sys.exit(1)
+    if argv is None:  # the process is this command's
+        _exit_without_teardown()
     sys.exit(0)
+
+
+def _exit_without_teardown() -> None:
+    """Exit 0 at once. By now every file is closed and the stage committed; what is left is
+    the interpreter freeing a run's hundreds of thousands of objects one by one (~50 ms after
+    a cold fetch of four layers), which changes nothing."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        os._exit(1)
+    os._exit(0)
